@@ -1,0 +1,216 @@
+"""Contract tests of the synthetic world generator (small sizes: a few seconds on 2 cores)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from datasets import Features
+from PIL import Image
+
+import qslaw.data.world as world_module
+from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
+from qslaw.data.facts import build_knowledge_base, fact_keywords
+from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
+from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
+
+SPEC = WorldSpec(seed=3, n_train=90, n_validation=36, n_test=72, n_captions=12, image_size=32, corpus_words=5000)
+# dataset_info.features of the hub dataset derek-thomas/ScienceQA (its README card), in its order.
+HUB_FEATURES_YAML = [
+    {"name": "image", "dtype": "image"}, {"name": "question", "dtype": "string"},
+    {"name": "choices", "sequence": "string"}, {"name": "answer", "dtype": "int8"},
+    *({"name": n, "dtype": "string"} for n in ("hint", "task", "grade", "subject", "topic", "category", "skill",
+                                                "lecture", "solution")),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("a") / "world"
+    generate_world(SPEC, out)
+    return out
+
+
+def read_rows(path: Path) -> list[dict[str, object]]:
+    return pq.read_table(path).to_pylist()
+
+
+def task_rows(world: Path, split: str) -> list[dict[str, object]]:
+    return read_rows(world / "task" / f"{split}.parquet")
+
+
+def band(row: dict[str, object]) -> str:
+    return "G1-6" if int(str(row["grade"]).removeprefix("grade")) <= 6 else "G7-12"
+
+
+def test_layout_and_manifest(world: Path) -> None:
+    manifest = json.loads((world / "manifest.json").read_text())
+    expected = {f"{d}/{s}.parquet" for d in ("task", "corpus") for s in SPLITS} | {"captions/captions.json"}
+    assert expected <= set(manifest["files"])
+    assert manifest["files"] == {k: v for k, v in file_hashes(world).items() if k != "manifest.json"}
+    assert {s: manifest["task"][s]["total"] for s in SPLITS} == {"train": 90, "validation": 36, "test": 72}
+    assert len(list((world / "captions" / "images").glob("*.png"))) == SPEC.n_captions
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(world: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    generate_world(SPEC, again)
+    assert file_hashes(again) == file_hashes(world)
+    other = tmp_path / "other"
+    generate_world(WorldSpec(**{**SPEC.__dict__, "seed": 4}), other)
+    hashes, other_hashes = file_hashes(world), file_hashes(other)
+    for name in ("task/train.parquet", "task/test.parquet", "corpus/train.parquet", "captions/captions.json"):
+        assert hashes[name] != other_hashes[name]
+
+
+def test_task_schema_equals_scienceqa(world: Path) -> None:
+    hub = Features._from_yaml_list(HUB_FEATURES_YAML)
+    assert SCIENCEQA_FEATURES == hub
+    assert list(SCIENCEQA_FEATURES) == [f["name"] for f in HUB_FEATURES_YAML]
+    for split in SPLITS:
+        schema = pq.read_schema(world / "task" / f"{split}.parquet")
+        assert Features.from_arrow_schema(schema) == hub
+        assert schema.names == list(hub)
+        assert str(schema.field("image").type) == "struct<bytes: binary, path: string>"
+        assert str(schema.field("answer").type) == "int8"
+
+
+def test_answers_choices_and_solutions(world: Path) -> None:
+    for split in SPLITS:
+        for row in task_rows(world, split):
+            choices = row["choices"]
+            assert 2 <= len(choices) <= 5 and len(set(choices)) == len(choices)
+            assert 0 <= row["answer"] < len(choices)
+            assert choices[row["answer"]] in row["solution"]
+            assert row["subject"] in {"natural science", "social science", "language science"}
+            assert row["grade"] in {f"grade{g}" for g in range(1, 13)}
+            assert all(row[c] for c in ("question", "task", "topic", "category", "skill", "lecture", "solution"))
+
+
+def test_images_decode_and_contexts_are_disjoint(world: Path) -> None:
+    for split in SPLITS:
+        for row in task_rows(world, split):
+            kind = context_type(row)
+            if kind == "IMG":
+                assert row["hint"] == ""
+                image = Image.open(io.BytesIO(row["image"]["bytes"]))
+                assert image.mode == "RGB" and image.size == (SPEC.image_size, SPEC.image_size)
+            else:
+                assert row["image"] is None
+    for png in (world / "captions" / "images").glob("*.png"):
+        with Image.open(png) as image:
+            assert image.mode == "RGB" and image.size == (SPEC.image_size, SPEC.image_size)
+
+
+def test_no_problem_shared_between_splits(world: Path) -> None:
+    def keys(split: str) -> set[tuple[object, ...]]:
+        rows = task_rows(world, split)
+        return {(r["question"], r["hint"], r["image"] and r["image"]["bytes"], tuple(sorted(r["choices"])))
+                for r in rows}
+
+    train, validation, test = (keys(s) for s in SPLITS)
+    assert not train & validation and not train & test and not validation & test
+    no_context = [{(q, c) for q, h, i, c in keys(s) if not h and i is None} for s in SPLITS]
+    assert not no_context[0] & no_context[2] and not no_context[0] & no_context[1]
+
+
+def test_every_cell_in_train_and_test(world: Path) -> None:
+    for split in ("train", "test"):
+        cells = {(context_type(r), r["subject"], band(r)) for r in task_rows(world, split)}
+        assert cells == set(CELLS)
+
+
+def test_answer_positions_balanced(world: Path) -> None:
+    rows = [r for s in SPLITS for r in task_rows(world, s)]
+    by_n = Counter((len(r["choices"]), r["answer"]) for r in rows)
+    for n in {len(r["choices"]) for r in rows}:
+        counts = [by_n[(n, slot)] for slot in range(n)]
+        total = sum(counts)
+        assert max(counts) - min(counts) <= max(3, 0.1 * total), (n, counts)
+
+
+def test_captions_json_shape(world: Path) -> None:
+    records = json.loads((world / "captions" / "captions.json").read_text())
+    assert len(records) == SPEC.n_captions
+    for record in records:
+        assert set(record) == {"id", "image", "conversations"}
+        assert (world / "captions" / "images" / record["image"]).is_file()
+        human, gpt = record["conversations"]
+        assert human["from"] == "human" and human["value"].startswith("<image>\n")
+        assert gpt["from"] == "gpt" and gpt["value"].startswith("There ")
+
+
+def test_render_and_describe_agree() -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        scene = sample_scene(rng)
+        image = render_scene(scene, 64)
+        caption = describe_scene(scene)
+        assert f"{len(scene.objects)} shape" in caption
+        for obj in scene.objects:
+            center = (int((obj.col + 0.5) * 64 / GRID), int((obj.row + 0.5) * 64 / GRID))
+            assert image.getpixel(center) == COLORS[obj.color]
+            assert f"A {obj.size} {obj.color} {obj.shape} is in the {POSITIONS[obj.cell]}." in caption
+
+
+def test_corpus_layout(world: Path) -> None:
+    for split in SPLITS:
+        table = pq.read_table(world / "corpus" / f"{split}.parquet")
+        assert table.schema.names == ["text"] and str(table.schema.field("text").type) == "string"
+        lines = table.column("text").to_pylist()
+        assert lines[0] == "" and lines[1].startswith(" = ") and lines[1].endswith(" = \n")
+        assert all(line == "" or line.endswith("\n") for line in lines)
+        for i, line in enumerate(lines):
+            if line.startswith(" = "):
+                assert lines[i - 1] == "" and lines[i + 1] == ""
+
+
+def test_corpus_states_every_fact_several_times(world: Path) -> None:
+    lines = [t.lower() for t in pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist() if t]
+    kb = build_knowledge_base(SPEC.seed)
+    for key in kb.fact_split:
+        words = [w.lower() for w in fact_keywords(kb, key)]
+        assert sum(all(w in line for w in words) for line in lines) >= 3, key
+
+
+def test_no_context_questions_use_corpus_facts_of_their_own_split() -> None:
+    kb = build_knowledge_base(SPEC.seed)
+    problems = build_problems(SPEC, kb)
+    train_facts = {p.keywords for p in problems["train"] if p.context == "NO" and len(p.keywords) > 1}
+    for p in problems["test"]:
+        if p.context == "NO":
+            assert p.keywords and any(k in p.choices[p.answer] for k in p.keywords)
+            assert len(p.keywords) == 1 or p.keywords not in train_facts
+
+
+def test_failed_write_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(world_module, "write_wikitext", boom)
+    out = tmp_path / "world"
+    with pytest.raises(OSError, match="disk full"):
+        generate_world(SPEC, out)
+    assert list(tmp_path.iterdir()) == []
+    out.mkdir()
+    (out / "old.txt").write_text("kept")
+    with pytest.raises(OSError):
+        generate_world(SPEC, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["world"] and (out / "old.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("field, value", [("n_train", 5), ("image_size", 8), ("seed", -1), ("corpus_words", 10)])
+def test_spec_validation_names_the_field(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorldSpec(**{field: value})
+
+
+def test_context_type() -> None:
+    assert context_type({"image": {"bytes": b"x", "path": None}, "hint": "h"}) == "IMG"
+    assert context_type({"image": None, "hint": "A fact."}) == "TXT"
+    assert context_type({"image": None, "hint": ""}) == "NO"
