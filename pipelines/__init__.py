@@ -1,0 +1,1 @@
+"""Prefect flows: sequence the DVC stages as tasks; the logic lives in steps/ and qslaw/."""
