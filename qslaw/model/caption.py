@@ -1,0 +1,218 @@
+"""Caption pretraining of the embedded base's vision side: vision tower + projector learn, the LM stays frozen.
+
+How it works
+------------
+A random CLIP tower gives the LM features that say nothing about the picture, and no later stage
+(warm-up, LoRA) trains the tower, so a fine-tuned model could never count or name colours. We
+therefore pretrain the tower *and* the projector on (image, caption) pairs, LLaVA stage-1 style but
+with the tower unfrozen (LLaVA starts from a pretrained CLIP and trains the projector only).
+
+Each pair becomes one vicuna_v1 conversation, rendered by the tokenizer's chat template and
+expanded by the processor (so `<image>` becomes exactly `num_image_tokens` placeholder ids)::
+
+    <s>{system} USER: <image>×P\\nDescribe the image briefly. ASSISTANT: {caption}</s>
+    |-------------------- labels = -100 --------------------------------||- loss -|
+
+The prompt ids are identical for every pair, so they are computed once; the caption ids are
+`tokenize(" " + caption) + [eos]` (a byte-level BPE never merges across the ":" / " " boundary, so
+this equals tokenizing the whole string). Batches are right-padded with the pad id (= unk) and
+masked. Pixel values for all pairs are computed once by the image processor: `(N, 3, S, S)` fp32.
+
+Loss: `LlavaForConditionalGeneration(labels=...)`, i.e. the mean cross-entropy over caption tokens.
+Only `model.vision_tower` and `model.multi_modal_projector` require grad; gradients still flow
+*through* the frozen LM to the image embeddings. AdamW + warm-up/cosine as for the LM.
+
+A held-out slice (`holdout` pairs) is scored every `eval_every` steps; `Plateau` stops training when
+its caption loss stops falling, and the best tower + projector weights are restored. The report
+gives, on the held-out pairs: caption loss and teacher-forced token accuracy before and after, and
+the loss after training with each image swapped for another pair's ("mismatched"). The gap between
+matched and mismatched loss is the probe that the visual features carry the caption's content.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from qslaw.model.pretrain import Plateau, cosine_lr, make_optimizer
+
+CAPTION_INSTRUCTION = "Describe the image briefly."
+TRAINABLE_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.")
+
+
+@dataclass(frozen=True)
+class CaptionTrainConfig:
+    """Hyper-parameters of the caption pretraining run (a view of `EmbeddedModelSpec`)."""
+
+    max_steps: int
+    """Upper bound on optimiser steps; also the cosine horizon."""
+    batch_size: int
+    """Pairs per step."""
+    lr: float
+    """Peak learning rate of the vision tower and projector."""
+    warmup_steps: int
+    """Linear warm-up steps."""
+    eval_every: int
+    """Steps between held-out evaluations."""
+    patience: int
+    """Evaluations without improvement before stopping."""
+    min_delta: float
+    """Relative improvement of held-out caption loss that counts as progress."""
+    holdout: int
+    """Pairs kept out of training to measure caption loss and accuracy."""
+    seed: int
+    """Seed of the split and the pair order."""
+
+
+@dataclass
+class CaptionData:
+    """All pairs, encoded once: shared prompt ids, per-pair caption ids, and pixel values."""
+
+    prompt_ids: list[int]
+    caption_ids: list[list[int]]
+    pixel_values: torch.Tensor
+
+
+@dataclass
+class CaptionResult:
+    """What caption pretraining reports (held-out figures unless named otherwise)."""
+
+    curve: list[dict[str, float | None]] = field(default_factory=list)
+    """One row per evaluation: step, mean train loss since the previous row, held-out loss and token accuracy."""
+    loss_before: float = math.nan
+    loss_after: float = math.nan
+    token_acc_before: float = math.nan
+    token_acc_after: float = math.nan
+    loss_mismatched_after: float = math.nan
+    best_step: int = 0
+    steps: int = 0
+    stopped_early: bool = False
+
+
+def caption_prompt(processor: object) -> str:
+    """The vicuna_v1 prompt that asks for a caption, ending with "ASSISTANT:"."""
+    messages = [{"role": "user", "content": f"<image>\n{CAPTION_INSTRUCTION}"}]
+    return processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_pairs(processor: object, pairs: Sequence[tuple[Image.Image, str]]) -> CaptionData:
+    """Tokenize the shared prompt (image tokens expanded by the processor) and every caption; process all images."""
+    images = [image.convert("RGB") for image, _ in pairs]
+    prompt_ids = list(processor(images=images[:1], text=caption_prompt(processor))["input_ids"][0])
+    tok = processor.tokenizer
+    captions = tok([" " + caption.strip() for _, caption in pairs], add_special_tokens=False)["input_ids"]
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return CaptionData(prompt_ids, [ids + [tok.eos_token_id] for ids in captions], pixels)
+
+
+def collate(data: CaptionData, idx: Sequence[int], pad_id: int, image_idx: Sequence[int] | None = None) -> dict:
+    """Right-padded model inputs for pairs `idx`; images come from `image_idx` (default: the same pairs)."""
+    rows = [data.prompt_ids + data.caption_ids[i] for i in idx]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(input_ids, -100)
+    mask = torch.zeros_like(input_ids)
+    n_prompt = len(data.prompt_ids)
+    for r, row in enumerate(rows):
+        input_ids[r, : len(row)] = torch.tensor(row)
+        labels[r, n_prompt : len(row)] = input_ids[r, n_prompt : len(row)]
+        mask[r, : len(row)] = 1
+    pixels = data.pixel_values[list(image_idx if image_idx is not None else idx)]
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "pixel_values": pixels}
+
+
+@torch.no_grad()
+def caption_scores(model: nn.Module, data: CaptionData, idx: list[int], pad_id: int, batch_size: int,
+                   mismatched: bool = False) -> tuple[float, float]:
+    """Held-out (mean caption-token loss, teacher-forced token accuracy); `mismatched` rolls images by one."""
+    was_training, loss_sum, correct, count = model.training, 0.0, 0, 0
+    model.eval()
+    images = idx[1:] + idx[:1] if mismatched else idx
+    for i in range(0, len(idx), batch_size):
+        batch = collate(data, idx[i : i + batch_size], pad_id, images[i : i + batch_size])
+        labels = batch.pop("labels")[:, 1:]
+        logits = model(**batch).logits[:, :-1].float()
+        keep = labels != -100
+        loss_sum += nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum").item()
+        correct += (logits.argmax(-1)[keep] == labels[keep]).sum().item()
+        count += keep.sum().item()
+    model.train(was_training)
+    return loss_sum / count, correct / count
+
+
+def freeze_all_but_vision(model: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter except the vision tower's and the projector's; return the trainable ones."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(TRAINABLE_PREFIXES))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def vision_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the vision tower's and projector's weights."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
+
+
+def split_pairs(n: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffle pair indices with `seed`; the last `holdout` are held out (at least one pair trains)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    holdout = min(holdout, n - 1)
+    return order[: n - holdout], order[n - holdout :]
+
+
+def pretrain_vision(model: nn.Module, processor: object, pairs: Sequence[tuple[Image.Image, str]],
+                    cfg: CaptionTrainConfig, progress: bool = True) -> CaptionResult:
+    """Caption-pretrain `model`'s vision tower and projector in place (LM frozen); restore the best weights."""
+    pad_id = processor.tokenizer.pad_token_id
+    data = encode_pairs(processor, pairs)
+    train_idx, held = split_pairs(len(pairs), cfg.holdout, cfg.seed)
+    trainable = freeze_all_but_vision(model)
+    opt = make_optimizer(trainable, cfg.lr, weight_decay=0.0)
+    result, plateau, rng = CaptionResult(), Plateau(cfg.patience, cfg.min_delta), random.Random(cfg.seed)
+    result.loss_before, result.token_acc_before = caption_scores(model, data, held, pad_id, cfg.batch_size)
+    plateau.update(result.loss_before)
+    result.curve.append({"step": 0, "train_loss": None, "heldout_loss": result.loss_before,
+                         "heldout_token_acc": result.token_acc_before})
+    best, running, order = vision_state(model), [], []
+    model.train()
+    bar = tqdm(total=cfg.max_steps, desc="caption pretrain", disable=not progress, dynamic_ncols=True)
+    for step in range(1, cfg.max_steps + 1):
+        if len(order) < cfg.batch_size:
+            order = rng.sample(train_idx, len(train_idx))
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step - 1, cfg.lr, cfg.warmup_steps, cfg.max_steps)
+        loss = model(**collate(data, idx, pad_id)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        running.append(loss.item())
+        result.steps = step
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            held_loss, held_acc = caption_scores(model, data, held, pad_id, cfg.batch_size)
+            result.curve.append({"step": step, "train_loss": sum(running) / len(running),
+                                 "heldout_loss": held_loss, "heldout_token_acc": held_acc})
+            running = []
+            bar.set_postfix(loss=f"{held_loss:.3f}", acc=f"{held_acc:.3f}")
+            if plateau.update(held_loss):
+                best, result.best_step = vision_state(model), step
+            if plateau.stopped:
+                result.stopped_early = step < cfg.max_steps
+                break
+    bar.close()
+    model.load_state_dict(best, strict=False)
+    for param in model.parameters():
+        param.requires_grad_(True)
+    model.eval()
+    result.loss_after, result.token_acc_after = caption_scores(model, data, held, pad_id, cfg.batch_size)
+    result.loss_mismatched_after = caption_scores(model, data, held, pad_id, cfg.batch_size, mismatched=True)[0]
+    return result

@@ -1,0 +1,326 @@
+"""The embedded tiny base: a LLaVA-1.5-shaped model built from scratch offline and saved in llava-hf format.
+
+How it works
+------------
+`build_embedded_base` runs four phases and times each one:
+
+1. **Tokenizer** (`qslaw.model.tokenizer`): byte-level BPE of `spec.vocab_size` ids trained on the
+   corpus + captions, ids 0..3 = `<unk> <s> </s> <image>`, pad = unk, vicuna_v1 chat template.
+2. **LM** (`qslaw.model.pretrain`): a randomly initialised `LlamaForCausalLM` (untied lm_head, as in
+   LLaMA) trained on the corpus, early-stopped on validation perplexity.
+3. **Vision** (`qslaw.model.caption`): a tiny `CLIPVisionModel` and LLaVA's 2-layer GELU projector are
+   created inside `LlavaForConditionalGeneration`, the pretrained LM weights are copied in
+   (`LlamaForCausalLM.model.* → model.language_model.*`, `lm_head.* → lm_head.*`), and tower +
+   projector are caption-pretrained with the LM frozen.
+4. **Save**: `save_pretrained` (safetensors) of the model, a `LlavaProcessor`, and `build_report.json`,
+   written into a hidden sibling directory that is renamed onto `out_dir` only when complete.
+
+Shapes (defaults): text hidden `d = 256`, 4 heads of 64, MLP 512, 4 layers; image `64×64` cut into
+`8×8` patches → `(64/8)² = 64` patch tokens + CLS = 65 CLIP positions. With
+`vision_feature_select_strategy="default"` LLaVA drops CLS, so the projector maps `(B, 64, d_vis)` →
+`(B, 64, d)` and the prompt must hold exactly 64 `<image>` ids; the processor gets
+`num_additional_image_tokens=1` (the CLS) and subtracts it again for "default", so its expansion
+matches the model by construction (`"full"` keeps CLS: 65 ids). `vision_feature_layer=-1` (not
+LLaVA's -2): our tower is trained here, and -2 would leave its last layer unused and gradient-free.
+
+Quantization constraint: every Llama decoder linear has `in_features` ∈ {hidden (q, k, v, gate, up),
+heads·head_dim = hidden (o), intermediate (down)}; all must be multiples of `spec.group_size` (128)
+so group-wise quantization tiles each row exactly. `EmbeddedModelSpec.__post_init__` checks it.
+
+Images go through `CLIPImageProcessorPil` (the PIL backend: no torchvision needed) with CLIP's
+resize-short-side + centre-crop to `image_size` and CLIP's mean/std, i.e. LLaVA's "square" mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import transformers
+from PIL import Image
+from torch import nn
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from qslaw.model.caption import CaptionTrainConfig, pretrain_vision
+from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
+from qslaw.model.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
+
+REPORT_NAME = "build_report.json"
+_POSITIVE_FLOATS = ("lm_lr", "caption_lr")
+_FRACTIONS = ("lm_min_delta", "caption_min_delta")
+_NON_NEGATIVE = ("seed", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout")
+_NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _FRACTIONS
+
+
+@dataclass(frozen=True)
+class EmbeddedModelSpec:
+    """Sizes and training budget of the embedded base; defaults fit a ≤ 4 min build on 2 CPU cores."""
+
+    seed: int = 0
+    """Seed of every random choice (init, data order, splits)."""
+    vocab_size: int = 2048
+    """BPE vocabulary size, specials and `<image>` included."""
+    hidden_size: int = 256
+    """LM width; in_features of q, k, v, gate, up (and of o, = heads × head_dim)."""
+    intermediate_size: int = 512
+    """LM MLP width; in_features of down_proj."""
+    num_hidden_layers: int = 4
+    """LM decoder blocks."""
+    num_attention_heads: int = 4
+    """LM attention heads (no GQA); head_dim = hidden_size / heads."""
+    max_position_embeddings: int = 1024
+    """Longest sequence the LM is configured for (RoPE has no learned positions)."""
+    group_size: int = 128
+    """Quantization group size every decoder linear's in_features must be a multiple of."""
+    image_size: int = 64
+    """Square input resolution of the vision tower, in pixels."""
+    patch_size: int = 8
+    """CLIP patch side; (image_size / patch_size)² patch tokens."""
+    vision_hidden_size: int = 128
+    """CLIP tower width (the projector's input width)."""
+    vision_intermediate_size: int = 512
+    """CLIP MLP width."""
+    vision_num_layers: int = 2
+    """CLIP encoder layers."""
+    vision_num_heads: int = 2
+    """CLIP attention heads."""
+    vision_feature_layer: int = -1
+    """CLIP hidden state fed to the projector (-1: last layer; LLaVA-1.5 uses -2 of a pretrained CLIP)."""
+    vision_feature_select_strategy: str = "default"
+    """'default' drops the CLS token, 'full' keeps it."""
+    lm_max_steps: int = 400
+    """LM pretraining step budget (also the cosine horizon)."""
+    lm_batch_size: int = 16
+    """LM chunks per step."""
+    lm_seq_len: int = 128
+    """LM chunk length in tokens, bos included."""
+    lm_lr: float = 2e-3
+    """LM peak learning rate."""
+    lm_warmup_steps: int = 30
+    """LM linear warm-up steps."""
+    lm_eval_every: int = 40
+    """Steps between validation-perplexity evaluations."""
+    lm_patience: int = 3
+    """Evaluations without relative improvement > lm_min_delta before the LM stops."""
+    lm_min_delta: float = 0.005
+    """Relative validation-perplexity improvement that counts as progress."""
+    lm_val_chunks: int = 32
+    """Validation chunks per evaluation (caps its cost)."""
+    caption_max_steps: int = 300
+    """Caption pretraining step budget (also the cosine horizon)."""
+    caption_batch_size: int = 16
+    """Image-caption pairs per step."""
+    caption_lr: float = 1e-3
+    """Peak learning rate of vision tower and projector."""
+    caption_warmup_steps: int = 20
+    """Caption linear warm-up steps."""
+    caption_eval_every: int = 30
+    """Steps between held-out caption-loss evaluations."""
+    caption_patience: int = 3
+    """Evaluations without relative improvement > caption_min_delta before caption training stops."""
+    caption_min_delta: float = 0.005
+    """Relative held-out caption-loss improvement that counts as progress."""
+    caption_holdout: int = 128
+    """Pairs held out to measure caption loss/accuracy (never trained on)."""
+
+    def __post_init__(self) -> None:
+        self._check_types_and_signs()
+        self._check_shapes()
+
+    def _check_types_and_signs(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in _NOT_INTS and (not isinstance(value, int) or isinstance(value, bool)):
+                _fail(f.name, f"must be an int, got {value!r}")
+            if f.name not in _NOT_INTS + _NON_NEGATIVE and value <= 0:
+                _fail(f.name, f"must be > 0, got {value}")
+            if f.name in _NON_NEGATIVE and value < 0:
+                _fail(f.name, f"must be >= 0, got {value}")
+        for name in _POSITIVE_FLOATS:
+            if not getattr(self, name) > 0:
+                _fail(name, f"must be > 0, got {getattr(self, name)}")
+        for name in _FRACTIONS:
+            if not 0 <= getattr(self, name) < 1:
+                _fail(name, f"must be in [0, 1), got {getattr(self, name)}")
+
+    def _check_shapes(self) -> None:
+        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 2:
+            _fail("num_attention_heads", f"must split hidden_size {self.hidden_size} into even head dims")
+        for name, in_features in self.decoder_in_features().items():
+            if in_features % self.group_size:
+                field = "intermediate_size" if name == "down_proj" else "hidden_size"
+                _fail(field, f"{name}.in_features = {in_features} is not a multiple of group_size {self.group_size}")
+        if self.vision_hidden_size % self.vision_num_heads:
+            _fail("vision_num_heads", f"must divide vision_hidden_size {self.vision_hidden_size}")
+        if self.image_size % self.patch_size:
+            _fail("patch_size", f"must divide image_size {self.image_size}")
+        strategy = self.vision_feature_select_strategy
+        if strategy not in ("default", "full"):
+            _fail("vision_feature_select_strategy", f"must be 'default' or 'full', got {strategy!r}")
+        if not -self.vision_num_layers - 1 <= self.vision_feature_layer <= self.vision_num_layers:
+            _fail("vision_feature_layer", f"must index one of {self.vision_num_layers + 1} CLIP hidden states")
+        if self.vocab_size < 256 + 4:
+            _fail("vocab_size", f"must hold the 256 byte symbols and 4 specials, got {self.vocab_size}")
+        if self.lm_seq_len > self.max_position_embeddings:
+            _fail("lm_seq_len", f"exceeds max_position_embeddings {self.max_position_embeddings}")
+
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def num_image_tokens(self) -> int:
+        """`<image>` ids per image in the prompt: patches, plus CLS under the 'full' strategy."""
+        patches = (self.image_size // self.patch_size) ** 2
+        return patches + (self.vision_feature_select_strategy == "full")
+
+    def decoder_in_features(self) -> dict[str, int]:
+        """in_features of each Llama decoder linear."""
+        d = self.hidden_size
+        attn_out = self.num_attention_heads * self.head_dim()
+        return {"q_proj": d, "k_proj": d, "v_proj": d, "o_proj": attn_out, "gate_proj": d, "up_proj": d,
+                "down_proj": self.intermediate_size}
+
+    def lm_train_config(self) -> LMTrainConfig:
+        return LMTrainConfig(self.lm_max_steps, self.lm_batch_size, self.lm_seq_len, self.lm_lr, self.lm_warmup_steps,
+                             self.lm_eval_every, self.lm_patience, self.lm_min_delta, self.lm_val_chunks, self.seed)
+
+    def caption_train_config(self) -> CaptionTrainConfig:
+        return CaptionTrainConfig(self.caption_max_steps, self.caption_batch_size, self.caption_lr,
+                                  self.caption_warmup_steps, self.caption_eval_every, self.caption_patience,
+                                  self.caption_min_delta, self.caption_holdout, self.seed)
+
+
+def _fail(name: str, message: str) -> None:
+    raise ValueError(f"{name}: {message}")
+
+
+def llama_config(spec: EmbeddedModelSpec, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The text config: spec sizes, the tokenizer's vocabulary and special ids, untied lm_head."""
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_attention_heads, max_position_embeddings=spec.max_position_embeddings,
+        rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+
+
+def clip_config(spec: EmbeddedModelSpec) -> CLIPVisionConfig:
+    """The vision config: a tiny CLIP ViT at `image_size` with `patch_size` patches."""
+    return CLIPVisionConfig(
+        hidden_size=spec.vision_hidden_size, intermediate_size=spec.vision_intermediate_size,
+        num_hidden_layers=spec.vision_num_layers, num_attention_heads=spec.vision_num_heads,
+        image_size=spec.image_size, patch_size=spec.patch_size, projection_dim=spec.vision_hidden_size,
+    )
+
+
+def llava_config(spec: EmbeddedModelSpec, text: LlamaConfig, image_token_id: int) -> LlavaConfig:
+    return LlavaConfig(
+        vision_config=clip_config(spec), text_config=text, image_token_index=image_token_id,
+        image_seq_length=spec.num_image_tokens(), vision_feature_layer=spec.vision_feature_layer,
+        vision_feature_select_strategy=spec.vision_feature_select_strategy, projector_hidden_act="gelu",
+    )
+
+
+def make_processor(tokenizer: PreTrainedTokenizerFast, spec: EmbeddedModelSpec) -> LlavaProcessor:
+    """A LlavaProcessor whose `<image>` expansion equals `spec.num_image_tokens()` (CLS counted, then dropped)."""
+    size = spec.image_size
+    images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return LlavaProcessor(
+        image_processor=images, tokenizer=tokenizer, patch_size=spec.patch_size,
+        vision_feature_select_strategy=spec.vision_feature_select_strategy, chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE, num_additional_image_tokens=1,
+    )
+
+
+def assemble_llava(lm: LlamaForCausalLM, spec: EmbeddedModelSpec, image_token_id: int) -> LlavaForConditionalGeneration:
+    """A LLaVA with a fresh (seeded) vision tower and projector and a copy of `lm`'s weights."""
+    torch.manual_seed(spec.seed + 1)
+    model = LlavaForConditionalGeneration(llava_config(spec, lm.config, image_token_id))
+    model.model.language_model.load_state_dict(lm.model.state_dict())
+    model.lm_head.load_state_dict(lm.lm_head.state_dict())
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.generation_config, key, getattr(lm.config, key))
+    return model.eval()
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def param_counts(model: LlavaForConditionalGeneration) -> dict[str, int]:
+    """Parameters per component; `language_model` holds embeddings + decoder + final norm, `lm_head` is separate."""
+    parts = {"vision_tower": count(model.model.vision_tower), "projector": count(model.model.multi_modal_projector),
+             "language_model": count(model.model.language_model), "lm_head": count(model.lm_head)}
+    return {**parts, "total": count(model)}
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """An empty hidden sibling of `out_dir` to write into before `swap_in`."""
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace `out_dir` (if any) by the complete directory `tmp` with renames only."""
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_embedded_base(
+    out_dir: Path,
+    corpus_train: list[str],
+    corpus_validation: list[str],
+    image_captions: Sequence[tuple[Image.Image, str]],
+    spec: EmbeddedModelSpec,
+    progress: bool = True,
+) -> dict:
+    """Train tokenizer, LM and vision side on the given data; save a llava-hf directory; return the build report."""
+    out_dir, start = Path(out_dir), time.perf_counter()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with torch_threads():
+        torch.manual_seed(spec.seed)
+        texts = list(corpus_train) + [caption for _, caption in image_captions]
+        tokenizer, t_tok = timed(train_tokenizer, texts, spec.vocab_size)
+        lm = LlamaForCausalLM(llama_config(spec, tokenizer))
+        lm_result, t_lm = timed(pretrain_lm, lm, tokenizer, corpus_train, corpus_validation,
+                                spec.lm_train_config(), progress)
+        processor = make_processor(tokenizer, spec)
+        model = assemble_llava(lm, spec, tokenizer.convert_tokens_to_ids(IMAGE))
+        caption_result, t_cap = timed(pretrain_vision, model, processor, image_captions,
+                                      spec.caption_train_config(), progress)
+        threads = torch.get_num_threads()
+    report = {
+        "spec": asdict(spec), "vocab_size": len(tokenizer), "image_token_index": model.config.image_token_index,
+        "num_image_tokens": spec.num_image_tokens(), "params": param_counts(model),
+        "lm": {**asdict(lm_result), "final_val_ppl": lm_result.best_val_ppl},
+        "caption": asdict(caption_result), "threads": threads,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "wall_s": {"tokenizer": t_tok, "lm_pretrain": t_lm, "caption_pretrain": t_cap},
+    }
+    save_start, tmp = time.perf_counter(), staging_dir(out_dir)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    report["wall_s"]["save"] = time.perf_counter() - save_start
+    report["wall_s"]["total"] = time.perf_counter() - start
+    (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
+    swap_in(tmp, out_dir)
+    return report
