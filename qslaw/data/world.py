@@ -72,13 +72,13 @@ class WorldSpec:
     def __post_init__(self) -> None:
         for name in ("seed", "n_train", "n_validation", "n_test", "n_captions", "image_size", "corpus_words"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise TypeError(f"WorldSpec.{name} must be an int, got {getattr(self, name)!r}")
+                raise ValueError(f"{name}: must be an int, got {getattr(self, name)!r}")
         checks = {"seed": self.seed >= 0, "n_captions": self.n_captions >= 1,
                   "image_size": 16 <= self.image_size <= 1024, "corpus_words": self.corpus_words >= 1000}
         checks.update({f"n_{s}": self.split_size(s) >= len(CELLS) for s in SPLITS})
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"WorldSpec.{name} is out of range: {getattr(self, name)!r}")
+                raise ValueError(f"{name}: out of range, got {getattr(self, name)!r}")
 
     def split_size(self, split: str) -> int:
         """Task problems of ``split``."""

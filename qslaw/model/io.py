@@ -7,7 +7,8 @@ A quantized model directory holds::
     config.json            the HF model config (save_pretrained)
     model.safetensors      every tensor of the state dict: packed codes (uint8), s, z, γ where present,
                            the fp weights of ``requant`` layers, and all unquantized weights
-    quant_config.json      format tag, the transformers class name, the QuantSpec, and per quantized layer: mode, bits, group size,
+    quant_config.json      format tag, the transformers class name, the QuantSpec, and per quantized layer:
+                           mode, bits, group size,
                            shapes, bias, whether it carries γ, storage dtype
 
 Loading rebuilds the HF model from ``config.json``, swaps in empty :class:`QuantLinear` shells described by
@@ -19,9 +20,6 @@ Files are written into a temporary sibling directory and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +27,7 @@ import transformers
 from safetensors.torch import load_file, save_model
 from torch import nn
 
+from qslaw.fsutil import atomic_dir
 from qslaw.model.surgery import replace_modules
 from qslaw.quant.linear import QuantLinear
 from qslaw.quant.spec import QuantSpec
@@ -48,32 +47,18 @@ def quant_config(model: nn.Module, spec: QuantSpec) -> dict:
     return {"format": FORMAT, "architecture": type(model).__name__, "spec": spec.to_dict(), "layers": layers}
 
 
-def atomic_dir(out_dir: Path) -> Path:
-    """A fresh temporary directory beside ``out_dir``; pair with :func:`commit_dir`."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-
-
-def commit_dir(tmp: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the completed ``tmp`` directory."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-
-
 def save_quantized(model: nn.Module, spec: QuantSpec, out_dir: str | Path) -> Path:
     """Write config.json, model.safetensors and quant_config.json into ``out_dir`` atomically."""
-    out_dir = Path(out_dir)
-    tmp = atomic_dir(out_dir)
-    try:
-        model.config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"))
-        (tmp / "quant_config.json").write_text(json.dumps(quant_config(model, spec), indent=2))
-        commit_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    with atomic_dir(out_dir) as tmp:
+        write_quantized(model, spec, tmp)
+    return Path(out_dir)
+
+
+def write_quantized(model: nn.Module, spec: QuantSpec, directory: Path) -> None:
+    """Write the three files into an existing directory (the caller owns atomicity)."""
+    model.config.save_pretrained(directory)
+    save_model(model, str(directory / "model.safetensors"))
+    (directory / "quant_config.json").write_text(json.dumps(quant_config(model, spec), indent=2))
 
 
 def read_quant_config(model_dir: str | Path) -> dict:

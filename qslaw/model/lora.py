@@ -17,6 +17,8 @@ For a full-precision merged checkpoint, dequantize first (export does that).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
@@ -70,3 +72,10 @@ def merge_lora(model: PeftModel) -> tuple[nn.Module, dict[str, dict[str, float]]
             module.merge()
             reports[name.removeprefix("base_model.model.")] = module.merge_reports[module.active_adapters[0]]
     return model.merge_and_unload(), reports
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | Path, is_trainable: bool = False) -> PeftModel:
+    """Attach a saved adapter (``save_pretrained`` output) to a quantized or fp model."""
+    config = LoraConfig.from_pretrained(str(adapter_dir))
+    config._register_custom_module({QuantLinear: QuantLoraLinear})
+    return PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=is_trainable)

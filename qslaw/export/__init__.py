@@ -1,0 +1,1 @@
+"""Exported artifacts: the adapted-model bundle and how to load it."""
