@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install test lint bench-quant clean
+.PHONY: install run test ui lint bench-quant clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,8 +24,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+run: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m steps.summary artifacts/evaluate/metrics.json
+	@echo
+	@echo "MLflow runs: sqlite:///$(CURDIR)/mlflow.db  —  browse them with 'make ui' (http://127.0.0.1:5000)"
+
 test: install
 	$(BIN)/python -m pytest -q
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 lint: install
 	$(BIN)/ruff check .

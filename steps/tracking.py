@@ -247,6 +247,12 @@ def _active() -> Any:
     return mlflow if mlflow.active_run() is not None else None
 
 
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tags known only once the stage has run (e.g. the base stage's own model id and revision)."""
+    if mlflow := _active():
+        mlflow.set_tags({_tag_key(k): str(v) for k, v in tags.items()})
+
+
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     if mlflow := _active():
         mlflow.log_metrics({_tag_key(k): float(v) for k, v in metrics.items()}, step=step)

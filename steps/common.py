@@ -1,0 +1,42 @@
+"""The few lines every stage shares: load typed params or exit naming the key, and exit cleanly on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from qslaw.config import Params, load_params
+
+for _key, _value in {"HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+                     "GX_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+class StageError(Exception):
+    """Bad input a user can fix: printed without a traceback, exit status 1."""
+
+
+def params_file() -> Path:
+    return Path(os.environ.get("QSLAW_PARAMS", "params.yaml"))
+
+
+def section(params: Params, *names: str) -> dict:
+    """Plain dicts of the named params sections, for logging."""
+    return {name: dataclasses.asdict(getattr(params, name)) for name in names}
+
+
+def main_guard(stage: str, body: Callable[[Params], object]) -> None:
+    """Load params (exit 2 naming the bad key), run the stage body, turn StageError into exit 1."""
+    try:
+        params = load_params(params_file())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"{stage}: invalid params: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        body(params)
+    except StageError as e:
+        print(f"{stage}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
