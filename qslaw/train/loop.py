@@ -115,6 +115,9 @@ def train(
             if spec.precision == "bf16" and "pixel_values" in batch:
                 batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
             loss = engine(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{spec.desc}: loss is {loss.item()} at step {len(history) + 1} "
+                                         f"(epoch {epoch}); stopping before the optimizer applies it")
             engine.backward(loss)
             engine.step()
             row = {"step": len(history) + 1, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}

@@ -82,3 +82,17 @@ def test_deepspeed_loop_trains_gamma_and_projector_only() -> None:
     changed = {n for n, t in model.state_dict().items() if not torch.equal(t, before[n])}
     assert any(n.endswith(".gamma") for n in changed) and any("multi_modal_projector" in n for n in changed)
     assert all(n.endswith(".gamma") or "multi_modal_projector" in n for n in changed), sorted(changed)[:4]
+
+
+def test_a_non_finite_loss_stops_naming_the_phase_and_step() -> None:
+    model = quantize_model(tiny_llava(), QuantSpec(group_size=32, start_layer=0, gamma_mode="packed"))
+    set_trainable(model, ["gamma", "projector"])
+    with torch.no_grad():
+        model.model.multi_modal_projector.linear_1.weight.fill_(float("nan"))
+    batch = tiny_llava_batch(batch=4)
+    samples = [{"input_ids": batch["input_ids"][i], "labels": batch["input_ids"][i],
+                "pixel_values": batch["pixel_values"][i]} for i in range(4)]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    with pytest.raises(FloatingPointError, match=r"warmup: loss is nan at step 1"):
+        train(model, samples, lambda s: collate(s, 0), [{"params": trainable, "lr": 1e-2}],
+              LoopSpec(epochs=1, batch_size=4, desc="warmup"), "infra/deepspeed/zero2.json", progress=False)
