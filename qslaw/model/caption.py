@@ -1,32 +1,30 @@
-"""Caption pretraining of the embedded base's vision side: vision tower + projector learn, the LM stays frozen.
+"""LLaVA stage-1 on the embedded base: the projector learns to caption images through the frozen LM.
 
 How it works
 ------------
-A random CLIP tower gives the LM features that say nothing about the picture, and no later stage
-(warm-up, LoRA) trains the tower, so a fine-tuned model could never count or name colours. We
-therefore pretrain the tower *and* the projector on (image, caption) pairs, LLaVA stage-1 style but
-with the tower unfrozen (LLaVA starts from a pretrained CLIP and trains the projector only).
+After the CLIP tower has been pretrained contrastively (`qslaw.model.contrastive`), the projector
+is aligned as in LLaVA-1.5's feature-alignment stage: tower and LM frozen, the projector alone
+trained on captioning. Like LLaVA's `--version plain` (no system prompt, no roles) each pair is::
 
-Each pair becomes one vicuna_v1 conversation, rendered by the tokenizer's chat template and
-expanded by the processor (so `<image>` becomes exactly `num_image_tokens` placeholder ids)::
+    <s><image>×P\nDescribe the image briefly. {caption}</s>
+    |-------- labels = -100 ------------------||- loss --|
 
-    <s>{system} USER: <image>×P\\nDescribe the image briefly. ASSISTANT: {caption}</s>
-    |-------------------- labels = -100 --------------------------------||- loss -|
-
-The prompt ids are identical for every pair, so they are computed once; the caption ids are
-`tokenize(" " + caption) + [eos]` (a byte-level BPE never merges across the ":" / " " boundary, so
+`<image>` is expanded by the processor itself, so the prompt holds exactly `num_image_tokens`
+placeholder ids. The prompt ids are identical for every pair and computed once; the caption ids are
+`tokenize(" " + caption) + [eos]` (byte-level BPE never merges across the "." / " " boundary, so
 this equals tokenizing the whole string). Batches are right-padded with the pad id (= unk) and
-masked. Pixel values for all pairs are computed once by the image processor: `(N, 3, S, S)` fp32.
+masked. Pixel values of all pairs are computed once by the image processor: `(N, 3, S, S)` fp32.
 
-Loss: `LlavaForConditionalGeneration(labels=...)`, i.e. the mean cross-entropy over caption tokens.
-Only `model.vision_tower` and `model.multi_modal_projector` require grad; gradients still flow
-*through* the frozen LM to the image embeddings. AdamW + warm-up/cosine as for the LM.
+Loss: `LlavaForConditionalGeneration(labels=...)`, the mean cross-entropy over caption tokens; the
+gradient reaches the projector through the frozen LM. AdamW + warm-up/cosine as for the LM.
 
-A held-out slice (`holdout` pairs) is scored every `eval_every` steps; `Plateau` stops training when
-its caption loss stops falling, and the best tower + projector weights are restored. The report
-gives, on the held-out pairs: caption loss and teacher-forced token accuracy before and after, and
-the loss after training with each image swapped for another pair's ("mismatched"). The gap between
-matched and mismatched loss is the probe that the visual features carry the caption's content.
+The held-out pairs (shared with the contrastive phase) are scored every `eval_every` steps; `Plateau`
+stops when their caption loss stops falling and the best projector is restored. The report gives,
+on the held-out pairs: caption loss and teacher-forced token accuracy before and after, and the loss
+after training with each image swapped for another pair's ("mismatched"): the gap between matched
+and mismatched loss says how much the frozen LM already reads from the image. (Measured: little — a
+4-layer LM pretrained on text does not learn to read image tokens through a projector alone in a
+CPU budget; reading is learned in fine-tuning, where the LM gets LoRA.)
 """
 
 from __future__ import annotations
@@ -44,19 +42,19 @@ from tqdm.auto import tqdm
 from qslaw.model.pretrain import Plateau, cosine_lr, make_optimizer
 
 CAPTION_INSTRUCTION = "Describe the image briefly."
-TRAINABLE_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.")
+TRAINABLE_PREFIXES = ("model.multi_modal_projector.",)
 
 
 @dataclass(frozen=True)
 class CaptionTrainConfig:
-    """Hyper-parameters of the caption pretraining run (a view of `EmbeddedModelSpec`)."""
+    """Hyper-parameters of the projector's caption alignment (a view of `EmbeddedModelSpec`)."""
 
     max_steps: int
     """Upper bound on optimiser steps; also the cosine horizon."""
     batch_size: int
     """Pairs per step."""
     lr: float
-    """Peak learning rate of the vision tower and projector."""
+    """Peak learning rate of the projector."""
     warmup_steps: int
     """Linear warm-up steps."""
     eval_every: int
@@ -65,10 +63,8 @@ class CaptionTrainConfig:
     """Evaluations without improvement before stopping."""
     min_delta: float
     """Relative improvement of held-out caption loss that counts as progress."""
-    holdout: int
-    """Pairs kept out of training to measure caption loss and accuracy."""
     seed: int
-    """Seed of the split and the pair order."""
+    """Seed of the pair order."""
 
 
 @dataclass
@@ -96,16 +92,11 @@ class CaptionResult:
     stopped_early: bool = False
 
 
-def caption_prompt(processor: object) -> str:
-    """The vicuna_v1 prompt that asks for a caption, ending with "ASSISTANT:"."""
-    messages = [{"role": "user", "content": f"<image>\n{CAPTION_INSTRUCTION}"}]
-    return processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 def encode_pairs(processor: object, pairs: Sequence[tuple[Image.Image, str]]) -> CaptionData:
     """Tokenize the shared prompt (image tokens expanded by the processor) and every caption; process all images."""
     images = [image.convert("RGB") for image, _ in pairs]
-    prompt_ids = list(processor(images=images[:1], text=caption_prompt(processor))["input_ids"][0])
+    prompt = f"{processor.image_token}\n{CAPTION_INSTRUCTION}"
+    prompt_ids = list(processor(images=images[:1], text=prompt)["input_ids"][0])
     tok = processor.tokenizer
     captions = tok([" " + caption.strip() for _, caption in pairs], add_special_tokens=False)["input_ids"]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
@@ -147,15 +138,15 @@ def caption_scores(model: nn.Module, data: CaptionData, idx: list[int], pad_id: 
     return loss_sum / count, correct / count
 
 
-def freeze_all_but_vision(model: nn.Module) -> list[nn.Parameter]:
-    """Freeze every parameter except the vision tower's and the projector's; return the trainable ones."""
+def freeze_all_but_projector(model: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter except the projector's; return the trainable ones."""
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith(TRAINABLE_PREFIXES))
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def vision_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the vision tower's and projector's weights."""
+def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the projector's weights."""
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(TRAINABLE_PREFIXES)}
 
 
@@ -167,22 +158,20 @@ def split_pairs(n: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:
     return order[: n - holdout], order[n - holdout :]
 
 
-def pretrain_vision(model: nn.Module, processor: object, pairs: Sequence[tuple[Image.Image, str]],
+def align_projector(model: nn.Module, data: CaptionData, split: tuple[list[int], list[int]], pad_id: int,
                     cfg: CaptionTrainConfig, progress: bool = True) -> CaptionResult:
-    """Caption-pretrain `model`'s vision tower and projector in place (LM frozen); restore the best weights."""
-    pad_id = processor.tokenizer.pad_token_id
-    data = encode_pairs(processor, pairs)
-    train_idx, held = split_pairs(len(pairs), cfg.holdout, cfg.seed)
-    trainable = freeze_all_but_vision(model)
-    opt = make_optimizer(trainable, cfg.lr, weight_decay=0.0)
+    """Caption-train `model`'s projector in place (tower and LM frozen); restore the best held-out weights."""
+    train_idx, held = split
+    trainable = freeze_all_but_projector(model)
+    opt = make_optimizer(trainable, cfg.lr)
     result, plateau, rng = CaptionResult(), Plateau(cfg.patience, cfg.min_delta), random.Random(cfg.seed)
     result.loss_before, result.token_acc_before = caption_scores(model, data, held, pad_id, cfg.batch_size)
     plateau.update(result.loss_before)
     result.curve.append({"step": 0, "train_loss": None, "heldout_loss": result.loss_before,
                          "heldout_token_acc": result.token_acc_before})
-    best, running, order = vision_state(model), [], []
+    best, running, order = projector_state(model), [], []
     model.train()
-    bar = tqdm(total=cfg.max_steps, desc="caption pretrain", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, desc="projector alignment", disable=not progress, dynamic_ncols=True)
     for step in range(1, cfg.max_steps + 1):
         if len(order) < cfg.batch_size:
             order = rng.sample(train_idx, len(train_idx))
@@ -204,7 +193,7 @@ def pretrain_vision(model: nn.Module, processor: object, pairs: Sequence[tuple[I
             running = []
             bar.set_postfix(loss=f"{held_loss:.3f}", acc=f"{held_acc:.3f}")
             if plateau.update(held_loss):
-                best, result.best_step = vision_state(model), step
+                best, result.best_step = projector_state(model), step
             if plateau.stopped:
                 result.stopped_early = step < cfg.max_steps
                 break

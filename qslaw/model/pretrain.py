@@ -14,16 +14,20 @@ Objective: the usual causal-LM loss, `L = -mean_t log p(x_{t+1} | x_{≤t})`, co
 `LlamaForCausalLM(labels=input_ids)` (it shifts internally). Validation perplexity is
 `exp(mean over validation chunks of L)` (chunks have equal length, so this is the token mean).
 
-Optimiser: AdamW (β = 0.9, 0.95, weight decay 0.1 on matrices only) with linear warm-up then cosine
-decay to 10 % of the peak over `max_steps` (`cosine_lr`). Every `eval_every` steps the validation
-perplexity is measured; `Plateau` stops training once it has not improved by a relative `min_delta`
-for `patience` evaluations, and the best weights seen are restored at the end, so an over-run
-costs time but never quality.
+Optimiser: AdamW (β = 0.9, 0.95, no weight decay: we *want* the LM to memorise the corpus facts)
+with linear warm-up then cosine decay to 10 % of the peak over `max_steps` (`cosine_lr`). Every
+`eval_every` steps the validation perplexity is measured; `Plateau` stops training once it has not
+improved by a relative `min_delta` for `patience` evaluations, and the best weights seen are
+restored at the end, so an over-run costs time but never quality.
 
 Precision: fp32. On the project's 2-core AVX-512 CPU (no AMX) bf16 autocast was measured *slower*
 for this width (≈4.0k vs 6.9k tokens/s at 4 × 256, batch 16 × 128), so we do not use it.
-Threads: `torch_threads` sets `torch.set_num_threads(os.cpu_count())` for the build and restores the
-previous value afterwards.
+Threads: `torch_threads` sets `torch.set_num_threads` for the build to the cores that are idle when it
+starts (sampled from /proc/stat over 0.25 s, at least 1; the load average would still count the
+previous pipeline stage) and restores the previous value afterwards. On the
+2-core machine two busy OpenMP threads next to another busy process were measured 5-10× slower per
+step than one thread (their barriers wait on a descheduled partner), so we never oversubscribe.
+Results then depend slightly on the thread count (float reduction order).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -114,11 +119,33 @@ class LMResult:
     tokens_seen: int = 0
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where there is no /proc."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def idle_cores(interval: float = 0.25) -> int:
+    """Cores not busy with other processes, sampled over `interval` seconds (at least 1; all where unknown)."""
+    cores = os.cpu_count() or 1
+    before = _cpu_times()
+    time.sleep(interval)
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return cores
+    busy = cores * (after[0] - before[0]) / (after[1] - before[1])
+    return max(1, min(cores, round(cores - busy)))
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None = None) -> Iterator[None]:
-    """Use `n` (default: all cores) intra-op threads inside the block, then restore the previous setting."""
+    """Use `n` (default: `idle_cores()`) intra-op threads inside the block, then restore the previous setting."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, n or os.cpu_count() or 1))
+    torch.set_num_threads(max(1, n or idle_cores()))
     try:
         yield
     finally:
@@ -170,12 +197,9 @@ def perplexity(model: nn.Module, chunks: torch.Tensor, batch_size: int) -> float
     return math.exp(sum(losses) / len(losses))
 
 
-def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.1) -> torch.optim.AdamW:
-    """AdamW over the parameters that require grad, decaying only matrices (not norms or biases)."""
-    params = [p for p in params if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+def make_optimizer(params: Iterable[nn.Parameter], lr: float) -> torch.optim.AdamW:
+    """AdamW (β = 0.9, 0.95, no weight decay) over the parameters that require grad."""
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
 
 
 def pretrain_lm(
