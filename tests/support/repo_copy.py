@@ -35,7 +35,9 @@ def make_repo_copy(dest: Path, params_profile: str = "profiles/smoke.yaml") -> P
 
 def pipeline_env(repo: Path) -> dict[str, str]:
     """Environment for running stages in ``repo``: venv on PATH, offline, tracking into the copy."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QSLAW_", "MLFLOW_", "PREFECT_API"))}
+    rendezvous = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}  # left by in-process DeepSpeed
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("QSLAW_", "MLFLOW_", "PREFECT_API")) and k not in rendezvous}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                DVC_NO_ANALYTICS="1", DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true")

@@ -25,7 +25,8 @@ def test_qcm_prompt_is_the_reference_format() -> None:
 def test_image_token_goes_in_front_and_letter_suffix_is_optional() -> None:
     assert human_turn(ROW, has_image=True).startswith("<image>\nWhich animal")
     assert human_turn(ROW, has_image=False).startswith("Which animal")
-    assert human_turn(ROW, False, "qcm_letter").endswith("Answer with the option's letter from the given choices directly.")
+    suffix = "Answer with the option's letter from the given choices directly."
+    assert human_turn(ROW, False, "qcm_letter").endswith(suffix)
 
 
 def test_lea_answer_and_template() -> None:
