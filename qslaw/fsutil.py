@@ -5,7 +5,8 @@ How it works
 ``with atomic_dir(out) as tmp:`` yields a fresh directory beside ``out`` (same filesystem, so the final
 ``os.replace`` is a rename). When the block finishes, ``out`` is replaced by ``tmp`` as a whole; when it
 raises, ``tmp`` is deleted and ``out`` is left exactly as it was. A reader therefore sees either the old
-complete output or the new complete output, never a half-written one.
+complete output or the new complete output, never a half-written one: an existing ``out`` is first renamed
+aside, the new tree renamed in, and only then is the old one deleted.
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     try:
         tmp.chmod(0o755)
         yield tmp
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target`` by renames; an old ``target`` is removed only afterwards."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -28,8 +28,6 @@ import dataclasses
 import hashlib
 import json
 import random
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from qslaw.data.facts import KnowledgeBase, build_knowledge_base
 from qslaw.data.names import sub_rng
 from qslaw.data.problems import BANDS, CONTEXTS, SUBJECTS, AnswerDeck, Problem, Template, TemplateContext, finalize
 from qslaw.data.schema import write_scienceqa, write_wikitext
+from qslaw.fsutil import atomic_dir
 
 SPLITS = ("train", "validation", "test")
 CELLS = tuple((c, s, b) for c in CONTEXTS for s in SUBJECTS for b in BANDS)
@@ -164,27 +163,7 @@ def _write_world(spec: WorldSpec, root: Path) -> dict[str, object]:
     return manifest
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target`` by renames; an old ``target`` is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        target.rename(old / target.name)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def generate_world(spec: WorldSpec, out_dir: Path) -> dict[str, object]:
     """Write the whole world under ``out_dir`` (replacing it) and return the manifest."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        tmp.chmod(0o755)
-        manifest = _write_world(spec, tmp)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return manifest
+    with atomic_dir(out_dir) as tmp:
+        return _write_world(spec, tmp)

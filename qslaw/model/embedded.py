@@ -37,8 +37,6 @@ resize-short-side + centre-crop to `image_size` and CLIP's mean/std, i.e. LLaVA'
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -59,6 +57,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from qslaw.fsutil import atomic_dir
 from qslaw.model.caption import CaptionResult, CaptionTrainConfig, align_projector, encode_pairs, split_pairs
 from qslaw.model.contrastive import ContrastiveResult, ContrastiveTrainConfig, pretrain_tower
 from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
@@ -294,22 +293,6 @@ def param_counts(model: LlavaForConditionalGeneration) -> dict[str, int]:
     return {**parts, "total": count(model)}
 
 
-def staging_dir(out_dir: Path) -> Path:
-    """An empty hidden sibling of `out_dir` to write into before `swap_in`."""
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    return tmp
-
-
-def swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replace `out_dir` (if any) by the complete directory `tmp` with renames only."""
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProcessor,
                     pairs: Sequence[tuple[Image.Image, str]], spec: EmbeddedModelSpec,
                     progress: bool = True) -> tuple[tuple[ContrastiveResult, CaptionResult], dict[str, float]]:
@@ -353,12 +336,12 @@ def build_embedded_base(
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "wall_s": {"tokenizer": t_tok, "lm_pretrain": t_lm, **t_vision},
     }
-    save_start, tmp = time.perf_counter(), staging_dir(out_dir)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    report["wall_s"]["save"] = time.perf_counter() - save_start
-    report["wall_s"]["total"] = time.perf_counter() - start
-    report["cpu_s_total"] = time.process_time() - cpu_start  # ≈ threads × wall on an idle machine
-    (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
-    swap_in(tmp, out_dir)
+    save_start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        report["wall_s"]["save"] = time.perf_counter() - save_start
+        report["wall_s"]["total"] = time.perf_counter() - start
+        report["cpu_s_total"] = time.process_time() - cpu_start  # ≈ threads × wall on an idle machine
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
     return report
