@@ -55,6 +55,6 @@ def sha256_file(path: str | Path) -> str:
 
 
 def file_hashes(root: str | Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, keyed by relative path, sorted."""
+    """sha256 of every file under ``root``, keyed by POSIX path relative to it, sorted."""
     root = Path(root)
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}

@@ -9,7 +9,10 @@ fine-tuned model on the test split with the pinned protocol. Prints accuracy by 
 subject and grade band next to chance (mean of 1/#choices), so one sees whether each context type is
 learnable (≥ 30 points above chance) and the untuned base is near chance. Run::
 
-    python -m qslaw.bench.benchmark_check artifacts/base artifacts/prepare [--epochs 3] [--limit 0]
+    python -m qslaw.bench.benchmark_check artifacts/base artifacts/prepare [--epochs 3] [--limit 0] [--out DIR]
+
+With ``--out`` it also writes ``report.json``, ``predictions.jsonl`` (prompt, output, parsed letter, answer)
+and the trained adapter (``adapter/``, safetensors), so failures can be read rather than guessed.
 """
 
 from __future__ import annotations
@@ -24,19 +27,52 @@ import torch
 from qslaw.data.prepare import read_rows
 from qslaw.eval.generate import generate_answers
 from qslaw.eval.scienceqa import parse_answer, score
+from qslaw.fsutil import atomic_dir
 from qslaw.model.lora import add_lora
 from qslaw.model.surgery import TRAINABLE_GROUPS, set_trainable
 from qslaw.quant.spec import QuantSpec
 from qslaw.train.data import conversations
-from qslaw.train.encode import collate, load_image
+from qslaw.train.encode import IGNORE, collate, encode_conversation, load_image
 from qslaw.train.loop import LoopSpec, train
 
 
-def evaluate(model: torch.nn.Module, processor: object, rows: list[dict], batch_size: int) -> dict:
+@torch.inference_mode()
+def choice_probe(model: torch.nn.Module, processor: object, rows: list[dict], batch_size: int = 32) -> dict:
+    """Format-free accuracy: pick the letter X whose "The answer is X." has the highest log-likelihood.
+
+    An untuned base cannot follow the QCM-LEA format, so its generation accuracy is 0 by parse failure;
+    this probe asks instead whether it already prefers the right option, i.e. whether the benchmark is
+    solvable without fine-tuning.
+    """
+    from qslaw.eval.generate import num_image_tokens
+
+    n_image = num_image_tokens(model.config)
+    items = [(i, k) for i, r in enumerate(rows) for k in range(len(r["choices"]))]
+    scores: dict[tuple[int, int], float] = {}
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        batch = collate([encode_conversation(processor, rows[i]["eval_prompt"], f"The answer is {chr(65 + k)}.",
+                                             load_image(rows[i]["image"]), n_image, 4096) for i, k in chunk],
+                        processor.tokenizer.pad_token_id)
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        totals = (logp * (labels != IGNORE)).sum(-1)
+        scores.update({key: float(t) for key, t in zip(chunk, totals)})
+    preds = [{"subject": r["subject"], "hint": r["hint"], "has_image": r["image"] is not None, "grade": r["grade"],
+              "answer": int(r["answer"]), "pred": max(range(len(r["choices"])), key=lambda k: scores[(i, k)])}
+             for i, r in enumerate(rows)]
+    return score(preds)
+
+
+def evaluate(model: torch.nn.Module, processor: object, rows: list[dict], batch_size: int,
+             max_new_tokens: int, name: str, records: list[dict]) -> dict:
     outs = generate_answers(model, processor, [(r["eval_prompt"], load_image(r["image"])) for r in rows],
-                            max_new_tokens=96, batch_size=batch_size)
+                            max_new_tokens=max_new_tokens, batch_size=batch_size)
     preds = [{"subject": r["subject"], "hint": r["hint"], "has_image": r["image"] is not None, "grade": r["grade"],
               "answer": int(r["answer"]), "pred": parse_answer(o, len(r["choices"]))} for r, o in zip(rows, outs)]
+    records += [{"model": name, "id": r["id"], "context": r["context"], "prompt": r["eval_prompt"], "output": o,
+                 "pred": p["pred"], "answer": p["answer"]} for r, o, p in zip(rows, outs, preds)]
     chance = 100 * sum(1 / len(r["choices"]) for r in rows) / len(rows)
     by_context = {}
     for ctx in ("IMG", "TXT", "NO"):
@@ -54,15 +90,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--limit", type=int, default=0, help="test questions (0 = all)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--ds-config", type=Path, default=Path("infra/deepspeed/zero2.json"))
+    parser.add_argument("--out", type=Path, default=None, help="write report, predictions and adapter here")
     args = parser.parse_args(argv)
+    records: list[dict] = []
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration.from_pretrained(args.base_dir, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(args.base_dir)
     test = read_rows(args.prepare_dir / "task_test.parquet")
     test = test[: args.limit] if args.limit else test
     t0 = time.perf_counter()
-    untuned = evaluate(model.eval(), processor, test, 32)
+    untuned = evaluate(model.eval(), processor, test, 32, args.max_new_tokens, "untuned", records)
+    probe = choice_probe(model, processor, test)
     samples = conversations(read_rows(args.prepare_dir / "task_train.parquet"), processor, model.config, 256)
     peft_model = add_lora(model, QuantSpec(), r=64, alpha=16, dropout=0.05)  # the spec only names the targets
     set_trainable(peft_model, ["lora", "projector"])
@@ -72,11 +112,19 @@ def main(argv: list[str] | None = None) -> None:
     pad = processor.tokenizer.pad_token_id
     history = train(peft_model, samples, lambda b: collate(b, pad), groups,
                     LoopSpec(epochs=args.epochs, batch_size=16, desc="fp LoRA"), args.ds_config)
-    tuned = evaluate(peft_model.eval(), processor, test, 32)
-    report = {"untuned": untuned, "fp_lora": tuned, "final_loss": history[-1]["loss"],
+    tuned = evaluate(peft_model.eval(), processor, test, 32, args.max_new_tokens, "fp_lora", records)
+    report = {"untuned": untuned, "untuned_choice_probe": probe, "fp_lora": tuned,
+              "fp_lora_choice_probe": choice_probe(peft_model, processor, test), "final_loss": history[-1]["loss"],
               "wall_s": time.perf_counter() - t0}
     print(json.dumps({k: (v["accuracy"] if isinstance(v, dict) and "accuracy" in v else v) for k, v in report.items()},
                      indent=1))
+    print(json.dumps({k: v["parse_failure_rate"] for k, v in report.items() if isinstance(v, dict)}))
+    if args.out is not None:
+        with atomic_dir(args.out) as tmp:
+            (tmp / "report.json").write_text(json.dumps(report, indent=1))
+            with open(tmp / "predictions.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+            peft_model.save_pretrained(tmp / "adapter")
     print(json.dumps({k: v for k, v in untuned.items() if k.startswith("chance")}, indent=1))
 
 

@@ -7,6 +7,9 @@ Train holds, in a seeded random order:
   habitat, countries of each region, word lists by word class, rhyming words). Together they state
   every fact in at least three different paragraphs, each time in a different phrasing:
   a creature's kind is in its lead, its "Description" section and its habitat overview;
+- lesson articles: every lecture the task problems use, stated three times (its own lesson article, the
+  study guide of its subject, and a teaching-notes article), the way a real LLM has read textbooks before
+  it is fine-tuned on ScienceQA's lectures;
 - filler articles (``filler.FILLERS``) until the train split reaches ``words`` words; filler
   restates random facts too.
 Validation and test hold only filler articles drawn from their own random streams (``words // 10``
@@ -21,6 +24,7 @@ Lines follow the wikitext-2-raw-v1 parquet layout, one row per line in column ``
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from qslaw.data.facts import (
     KIND_PLURAL,
@@ -104,6 +108,23 @@ def fact_articles(kb: KnowledgeBase) -> list[Article]:
             + [word_article(kb, w) for w in kb.words] + overview_articles(kb))
 
 
+def lesson_articles(lessons: Sequence[tuple[str, str, str]]) -> list[Article]:
+    """Three statements of each distinct lecture; ``lessons`` holds ``(subject, category, lecture)`` triples."""
+    firsts: dict[str, tuple[str, str]] = {}
+    for subject, category, lecture in lessons:
+        firsts.setdefault(lecture, (subject, category))
+    articles = [Article(f"Lesson on {category.lower()}", (("", (lecture,)), ("Practice", (
+        f"In {subject} classes, students practise this with questions about {category.lower()}.",)))) for
+        lecture, (subject, category) in firsts.items()]
+    for subject in sorted({subject for subject, _ in firsts.values()}):
+        articles.append(Article(f"Study guide in {subject}", (("", tuple(
+            lecture for lecture, (s, _) in firsts.items() if s == subject)),)))
+    articles.append(Article("Teaching notes", (("", tuple(
+        f"When a class studies {category.lower()}, the teacher often says: {lecture}"
+        for lecture, (_, category) in firsts.items())),)))
+    return articles
+
+
 def filler_articles(rng: random.Random, kb: KnowledgeBase, words: int) -> list[Article]:
     """Random filler articles until they hold at least ``words`` words."""
     articles: list[Article] = []
@@ -124,9 +145,10 @@ def article_lines(article: Article) -> list[str]:
     return rows
 
 
-def build_corpus(kb: KnowledgeBase, seed: int, words: int) -> dict[str, list[str]]:
+def build_corpus(kb: KnowledgeBase, seed: int, words: int,
+                 lessons: Sequence[tuple[str, str, str]] = ()) -> dict[str, list[str]]:
     """Lines of the train / validation / test corpus (train: ``words`` words at least)."""
-    facts = fact_articles(kb)
+    facts = fact_articles(kb) + lesson_articles(lessons)
     train_rng = sub_rng(seed, "corpus:train")
     train = facts + filler_articles(train_rng, kb, words - sum(a.words() for a in facts))
     train_rng.shuffle(train)

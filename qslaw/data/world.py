@@ -25,7 +25,6 @@ existing ``out_dir`` is left as it was.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import random
 from collections import Counter
@@ -39,7 +38,7 @@ from qslaw.data.facts import KnowledgeBase, build_knowledge_base
 from qslaw.data.names import sub_rng
 from qslaw.data.problems import BANDS, CONTEXTS, SUBJECTS, AnswerDeck, Problem, Template, TemplateContext, finalize
 from qslaw.data.schema import write_scienceqa, write_wikitext
-from qslaw.fsutil import atomic_dir
+from qslaw.fsutil import atomic_dir, file_hashes
 
 SPLITS = ("train", "validation", "test")
 CELLS = tuple((c, s, b) for c in CONTEXTS for s in SUBJECTS for b in BANDS)
@@ -134,12 +133,6 @@ def corpus_counts(lines: list[str]) -> dict[str, int]:
     return {"lines": len(lines), "words": word_count(lines), "articles": articles}
 
 
-def file_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by POSIX path relative to it, sorted."""
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
 def _write_world(spec: WorldSpec, root: Path) -> dict[str, object]:
     kb = build_knowledge_base(spec.seed)
     problems = build_problems(spec, kb)
@@ -148,7 +141,8 @@ def _write_world(spec: WorldSpec, root: Path) -> dict[str, object]:
         write_scienceqa([p.row() for p in rows], root / "task" / f"{split}.parquet")
     captions = caption_records(spec.seed, spec.n_captions, spec.image_size)
     write_captions(captions, root / "captions")
-    corpus = build_corpus(kb, spec.seed, spec.corpus_words)
+    lessons = sorted({(p.subject, p.category, p.lecture) for p in problems["train"]})
+    corpus = build_corpus(kb, spec.seed, spec.corpus_words, lessons)
     (root / "corpus").mkdir()
     for split, lines in corpus.items():
         write_wikitext(lines, root / "corpus" / f"{split}.parquet")

@@ -113,9 +113,9 @@ class EmbeddedModelSpec:
     """'default' drops the CLS token, 'full' keeps it."""
     lm_max_steps: int = 640
     """LM pretraining step budget (also the cosine horizon)."""
-    lm_batch_size: int = 16
+    lm_batch_size: int = 8
     """LM chunks per step."""
-    lm_seq_len: int = 128
+    lm_seq_len: int = 256
     """LM chunk length in tokens, bos included."""
     lm_lr: float = 3e-3
     """LM peak learning rate."""

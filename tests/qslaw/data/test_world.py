@@ -178,6 +178,16 @@ def test_corpus_states_every_fact_several_times(world: Path) -> None:
         assert sum(all(w in line for w in words) for line in lines) >= 3, key
 
 
+def test_corpus_states_every_training_lecture_three_times(world: Path) -> None:
+    text = "".join(pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist())
+    lectures = {row["lecture"] for row in task_rows(world, "train")}
+    assert len(lectures) >= 10
+    for lecture in lectures:
+        assert text.count(lecture) == 3, lecture
+    held_out = "".join(pq.read_table(world / "corpus" / "test.parquet").column("text").to_pylist())
+    assert not any(lecture in held_out for lecture in lectures)
+
+
 def test_no_context_questions_use_corpus_facts_of_their_own_split() -> None:
     kb = build_knowledge_base(SPEC.seed)
     problems = build_problems(SPEC, kb)
