@@ -8,7 +8,11 @@ templates filled with knowledge-base entities, invented people and random number
 - journeys to habitats (weather, paths, the creatures seen there),
 - market reports (goods, prices in the country's currency),
 - galleries of paintings, each described with ``describe_scene`` (the caption language),
-- children's stories that use the lexicon words as nouns, verbs and adjectives.
+- children's stories that use the lexicon words as nouns, verbs and adjectives,
+- reading-practice sheets: a short passage or a list of options, a question about it, and the answer,
+  which repeats the passage's or the options' own words (who did what first, which colour, how many,
+  which of three named animals). They teach a tiny LM to read its context and copy from it, the skill
+  a real LLM brings from pretraining; their names and numbers are random, so no task answer is in them.
 About one sentence in four is a knowledge-base fact in a random phrasing, so facts recur all
 over the corpus, not only in their own articles. Nothing here is asked by a question except through
 those fact sentences.
@@ -20,7 +24,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qslaw.data.facts import KnowledgeBase, country_phrasings, creature_phrasings, word_phrasings
+from qslaw.data.facts import KnowledgeBase, country_phrasings, creature_phrasings, with_article, word_phrasings
 from qslaw.data.names import invent_word
 from qslaw.data.scenes import COLORS, describe_scene, sample_scene
 
@@ -148,5 +152,46 @@ def story(rng: random.Random, kb: KnowledgeBase) -> Article:
     return _article(rng, kb, f"The story of {hero}", ("", "Morning", "Evening"), sentence)
 
 
-FILLERS: tuple[Callable[[random.Random, KnowledgeBase], Article], ...] = (history, journey, market, gallery, story)
+PRACTICE_ACTIONS = (("wash", "washed"), ("paint", "painted"), ("fix", "fixed"), ("open", "opened"),
+                    ("clean", "cleaned"), ("fill", "filled"), ("carry", "carried"), ("move", "moved"))
+PRACTICE_THINGS = ("box", "basket", "door", "boat", "jar", "table", "net", "cart", "shelf", "bag", "lamp", "chair")
+
+
+def practice_item(rng: random.Random, kb: KnowledgeBase) -> str:
+    """One passage, question and answer whose answer copies words from the passage."""
+    name = invent_word(rng, 2).capitalize()
+    (_, past1), (_, past2) = rng.sample(PRACTICE_ACTIONS, 2)
+    thing1, thing2 = rng.sample(PRACTICE_THINGS, 2)
+    kind = rng.randrange(4)
+    if kind == 0:
+        return (f"{name} {past1} the {thing1} before lunch and {past2} the {thing2} after lunch. "
+                f"What did {name} do first? {name} {past1} the {thing1} first.")
+    if kind == 1:
+        c1, c2 = rng.sample(tuple(COLORS), 2)
+        asked, colour = rng.choice(((thing1, c1), (thing2, c2)))
+        first, second = with_article(f"{c1} {thing1}"), with_article(f"{c2} {thing2}")
+        return f"{name} has {first} and {second}. What colour is the {asked}? The {asked} is {colour}."
+    if kind == 2:
+        n1, n2 = rng.sample(range(2, 10), 2)
+        return (f"There are {n1} {thing1}s and {n2} {thing2}s in the hall of {name}. How many {thing2}s are there? "
+                f"There are {n2} {thing2}s.")
+    habitat = rng.choice(kb.habitats)
+    home = [c for c in kb.creatures if c.habitat == habitat]
+    away = [c for c in kb.creatures if c.habitat != habitat]
+    answer, others = rng.choice(home), rng.sample(away, 2)
+    options = [answer.name, *(o.name for o in others)]
+    rng.shuffle(options)
+    return (f"Which of these animals lives in {habitat}: the {options[0]}, the {options[1]} or the {options[2]}? "
+            f"The {answer.name} lives in {habitat}.")
+
+
+def practice(rng: random.Random, kb: KnowledgeBase) -> Article:
+    sheet = rng.randint(1, 99)
+    return Article(f"Reading practice {sheet}", tuple(
+        (h, tuple(" ".join(practice_item(rng, kb) for _ in range(rng.randint(2, 4)))
+                  for _ in range(rng.randint(1, 3)))) for h in ("", "More questions")))
+
+
+FILLERS: tuple[Callable[[random.Random, KnowledgeBase], Article], ...] = (
+    history, journey, market, gallery, story, practice)
 """Filler article generators, drawn uniformly."""

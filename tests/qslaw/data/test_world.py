@@ -224,3 +224,14 @@ def test_context_type() -> None:
     assert context_type({"image": {"bytes": b"x", "path": None}, "hint": "h"}) == "IMG"
     assert context_type({"image": None, "hint": "A fact."}) == "TXT"
     assert context_type({"image": None, "hint": ""}) == "NO"
+
+
+def test_reading_practice_answers_copy_words_of_their_own_passage() -> None:
+    from qslaw.data.filler import practice_item
+
+    kb, rng = build_knowledge_base(0), random.Random(3)
+    for _ in range(200):
+        item = practice_item(rng, kb)
+        passage, answer = item.split("? ", 1)
+        content = [w.strip(".?,:").lower() for w in answer.split() if w.lower() not in {"the", "there", "are", "is"}]
+        assert content and all(w in passage.lower() for w in content), item
