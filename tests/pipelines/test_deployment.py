@@ -1,7 +1,8 @@
 """prefect.yaml end to end: a real Prefect server, process pool, `prefect deploy`, a worker, a deployment run.
 
-Everything runs against the trivial DVC repo (a copy of pipelines/ and prefect.yaml committed into it), so
-no ML stage runs. Server and worker are started in their own sessions and stopped by pid at the end.
+The default tests run against the trivial DVC repo (a copy of pipelines/ and prefect.yaml committed into it),
+so no ML stage runs; the slow one deploys a copy of the real repository and runs the whole smoke ML DAG,
+then checks the MLflow lineage. Server and worker are started in their own sessions and stopped by pid.
 """
 
 from __future__ import annotations
@@ -139,3 +140,43 @@ def test_served_flow_runs(tmp_path: Path, prefect_env: dict[str, str], repo_fact
         stop(served)
     assert "Completed" in out, serve_log.read_text()
     assert (repo / "out" / "hybrid.txt").read_text().endswith("hybrid r=16\n")
+
+
+@pytest.mark.slow
+def test_deployment_runs_the_smoke_ml_dag_with_mlflow_lineage(tmp_path: Path, prefect_env: dict[str, str]) -> None:
+    """The whole ML DAG (smoke profile) through `prefect deployment run qslaw/adapt` on a process worker.
+
+    Slow (≈ 2.5 min: the smoke DAG itself is ≈ 130 s); the default suite covers the same deployment on the
+    trivial DAG and the smoke DAG through `dvc repro`. Run with `pytest -m slow tests/pipelines`.
+    """
+    import mlflow
+    from repo_copy import make_repo_copy, pipeline_env
+
+    from pipelines.adapt import STAGES
+
+    repo = make_repo_copy(tmp_path / "repo")
+    env = {**prefect_env, **pipeline_env(repo)}  # the server's API and home; the venv, offline, MLflow in the copy
+    prefect = prefect_cli(repo, env)
+    prefect("work-pool", "create", "qslaw-pool", "--type", "process")
+    assert "qslaw/adapt" in prefect("--no-prompt", "deploy", "--name", "adapt")
+    worker_log = tmp_path / "worker.log"
+    worker = start([*PREFECT, "worker", "start", "--pool", "qslaw-pool"], repo, env, worker_log)
+    try:
+        out = prefect("deployment", "run", "qslaw/adapt", "--param", 'overrides={"hybrid.lora_r": 4}',
+                      "--watch", "--watch-timeout", "900", timeout=960)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nworker log:\n{worker_log.read_text()[-5000:]}") from None
+    finally:
+        stop(worker)
+    assert "Completed" in out or "COMPLETED" in out
+    assert (repo / "artifacts" / "export").is_dir() and (repo / "artifacts" / "evaluate" / "metrics.json").is_file()
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("qslaw").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("qslaw.kind") == "pipeline"]
+    children = [r for r in runs if r.data.tags.get("qslaw.kind") == "stage"]
+    assert sorted(r.info.run_name for r in children) == sorted(STAGES)
+    flow_run_ids = {r.data.tags.get("prefect.flow_run_id") for r in [parent, *children]}
+    assert len(flow_run_ids) == 1 and None not in flow_run_ids
+    by_stage = {r.info.run_name: r for r in children}
+    assert by_stage["hybrid"].data.params["hybrid.lora_r"] == "4"
+    assert "adapted_acc_Avg" in by_stage["evaluate"].data.metrics
