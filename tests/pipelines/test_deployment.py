@@ -97,23 +97,29 @@ def copy_flow(repo_factory: Callable[..., Path], root: Path, *names: str) -> Pat
                                                                           "pipelines/adapt.py", *names)})
 
 
+def deploy_and_run(repo: Path, env: dict[str, str], worker_log: Path, watch_timeout: int) -> str:
+    """Create the pool, `prefect deploy` from ``repo``, start a worker, run qslaw/adapt with lora_r=4 and watch it.
+
+    Returns the CLI output of the watched run; the worker is stopped by pid whatever happens.
+    """
+    prefect = prefect_cli(repo, env)
+    prefect("work-pool", "create", "qslaw-pool", "--type", "process")
+    assert "qslaw/adapt" in prefect("--no-prompt", "deploy", "--name", "adapt")
+    worker = start([*PREFECT, "worker", "start", "--pool", "qslaw-pool"], repo, env, worker_log)
+    try:
+        return prefect("deployment", "run", "qslaw/adapt", "--param", 'overrides={"hybrid.lora_r": 4}',
+                       "--watch", "--watch-timeout", str(watch_timeout), timeout=watch_timeout + 60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nworker log:\n{worker_log.read_text()[-5000:]}") from None
+    finally:
+        stop(worker)
+
+
 def test_deployment_runs_on_a_process_worker(
         tmp_path: Path, prefect_env: dict[str, str], repo_factory: Callable[..., Path],
         sh: Callable[..., str]) -> None:
     repo = copy_flow(repo_factory, tmp_path / "repo", "prefect.yaml")
-    prefect = prefect_cli(repo, prefect_env)
-
-    prefect("work-pool", "create", "qslaw-pool", "--type", "process")
-    assert "qslaw/adapt" in prefect("--no-prompt", "deploy", "--name", "adapt")
-    worker_log = tmp_path / "worker.log"
-    worker = start([*PREFECT, "worker", "start", "--pool", "qslaw-pool"], repo, prefect_env, worker_log)
-    try:
-        out = prefect("deployment", "run", "qslaw/adapt", "--param", 'overrides={"hybrid.lora_r": 4}',
-                      "--watch", "--watch-timeout", "240", timeout=300)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nworker log:\n{worker_log.read_text()}") from None
-    finally:
-        stop(worker)
+    out = deploy_and_run(repo, prefect_env, tmp_path / "worker.log", watch_timeout=240)
     assert "Completed" in out or "COMPLETED" in out
     assert (repo / "out" / "export.txt").read_text().startswith("base")
     assert (repo / "out" / "hybrid.txt").read_text().endswith("hybrid r=4\n")
@@ -156,18 +162,7 @@ def test_deployment_runs_the_smoke_ml_dag_with_mlflow_lineage(tmp_path: Path, pr
 
     repo = make_repo_copy(tmp_path / "repo")
     env = {**prefect_env, **pipeline_env(repo)}  # the server's API and home; the venv, offline, MLflow in the copy
-    prefect = prefect_cli(repo, env)
-    prefect("work-pool", "create", "qslaw-pool", "--type", "process")
-    assert "qslaw/adapt" in prefect("--no-prompt", "deploy", "--name", "adapt")
-    worker_log = tmp_path / "worker.log"
-    worker = start([*PREFECT, "worker", "start", "--pool", "qslaw-pool"], repo, env, worker_log)
-    try:
-        out = prefect("deployment", "run", "qslaw/adapt", "--param", 'overrides={"hybrid.lora_r": 4}',
-                      "--watch", "--watch-timeout", "900", timeout=960)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nworker log:\n{worker_log.read_text()[-5000:]}") from None
-    finally:
-        stop(worker)
+    out = deploy_and_run(repo, env, tmp_path / "worker.log", watch_timeout=900)
     assert "Completed" in out or "COMPLETED" in out
     assert (repo / "artifacts" / "export").is_dir() and (repo / "artifacts" / "evaluate" / "metrics.json").is_file()
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
