@@ -41,6 +41,8 @@ class QuantSpec:
     """Name suffixes of the decoder-block linears to quantize."""
     gamma_mode: str = "requant"
     """'requant' (keeps W, reference-exact) or 'packed' (codes only, Ŵ = γ·s·(q − z))."""
+    gamma: bool = True
+    """Whether any block gets γ (False: plain RTN/LWC weights, the ``*_lora`` baselines)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.bits, bool) or self.bits not in SUPPORTED_BITS:
@@ -55,6 +57,8 @@ class QuantSpec:
             raise ValueError(f"targets: must be a non-empty tuple of module-name suffixes, got {self.targets!r}")
         if self.gamma_mode not in GAMMA_MODES:
             raise ValueError(f"gamma_mode: must be one of {GAMMA_MODES}, got {self.gamma_mode!r}")
+        if not isinstance(self.gamma, bool):
+            raise ValueError(f"gamma: must be true or false, got {self.gamma!r}")
 
     @property
     def qmax(self) -> int:
@@ -63,7 +67,7 @@ class QuantSpec:
 
     def has_gamma(self, block_index: int) -> bool:
         """Whether decoder block ``block_index`` carries learnable group scales."""
-        return block_index > self.start_layer
+        return self.gamma and block_index > self.start_layer
 
     def to_dict(self) -> dict:
         return {**asdict(self), "targets": list(self.targets)}
