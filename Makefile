@@ -11,6 +11,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
+# DeepSpeed JIT-builds a CPU comm op on first use; keep the build beside this venv so another checkout's
+# venv (different source paths) never invalidates it and forces a rebuild (~45 s)
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/$(VENV)/torch_extensions
 
 .PHONY: install run test ui lint bench-quant clean
 

@@ -31,9 +31,11 @@ from qslaw.data.world import WorldSpec
 from qslaw.model.embedded import EmbeddedModelSpec
 from qslaw.quant.calibrate import CalibSpec
 from qslaw.quant.spec import QuantSpec
+from qslaw.train.methods import METHODS as TRAIN_METHODS
+from qslaw.train.methods import Method, get_method
 
-METHODS = ("qslaw",)
-"""Training methods implemented end to end (baselines arrive with the training issue)."""
+METHODS = tuple(TRAIN_METHODS)
+"""Adaptation methods, each end to end through the same DAG (see :mod:`qslaw.train.methods`)."""
 
 
 def _check(cond: bool, key: str, message: str) -> None:
@@ -145,11 +147,20 @@ class TrainParams:
     """'fp32' or 'bf16' (bf16 autocast-free DeepSpeed bf16; the released recipe's choice on GPUs)."""
     zero_stage: int = 2
     """DeepSpeed ZeRO stage (0-2 here; 3 per the docs' compatibility table)."""
+    checkpoint_every: int = 50
+    """Optimizer steps between training checkpoints (0 = none); a killed stage rerun resumes from the last."""
+    checkpoint_dir: str = "checkpoints"
+    """Root of the training checkpoints (outside the DVC outs, which DVC deletes before a stage runs)."""
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, "method", f"must be one of {METHODS}, got {self.method!r}")
         _check(self.precision in ("fp32", "bf16"), "precision", f"'fp32' or 'bf16', got {self.precision!r}")
         _check(self.zero_stage in (0, 1, 2, 3), "zero_stage", f"must be 0, 1, 2 or 3, got {self.zero_stage}")
+        _check(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
+        _check(bool(self.checkpoint_dir.strip()), "checkpoint_dir", "must be a directory path")
+
+    def method_spec(self) -> Method:
+        return get_method(self.method)
 
 
 def _check_optim(p: object, keys: tuple[str, ...]) -> None:
@@ -186,6 +197,11 @@ class HybridParams:
 
     text_ratio: float = 1.0
     """Text chunks per multimodal sample in phase 1 (1.0 = the released 1:1 mix)."""
+    mix_schedule: str = "fixed"
+    """'fixed' (the released shuffle of the union: text share ≈ constant) or 'linear' (the text share of
+    each batch moves linearly from ``text_ratio`` to ``text_ratio_end`` over the phase's steps)."""
+    text_ratio_end: float = 1.0
+    """Text:multimodal ratio at the last step of a 'linear' schedule (ignored when 'fixed')."""
     chunk_length: int = 128
     """Tokens per text chunk (loss on every token)."""
     gamma_epochs: int = 1
@@ -206,6 +222,8 @@ class HybridParams:
     """Phase-2 peak learning rate of the adapters."""
     projector_lr: float = 2e-5
     """Phase-2 learning rate of the projector."""
+    full_ft_lr: float = 2e-5
+    """Phase-2 learning rate of every LLM weight (method ``full_ft`` only; LLaVA's full fine-tune uses 2e-5)."""
     batch_size: int = 16
     """Samples per optimizer step, both phases."""
     max_length: int = 256
@@ -213,8 +231,11 @@ class HybridParams:
 
     def __post_init__(self) -> None:
         _check_optim(self, ("chunk_length", "gamma_epochs", "gamma_lr", "lora_r", "lora_alpha", "lora_epochs",
-                            "lora_lr", "projector_lr", "batch_size", "max_length"))
+                            "lora_lr", "projector_lr", "full_ft_lr", "batch_size", "max_length"))
         _check(self.text_ratio >= 0, "text_ratio", f"must be >= 0, got {self.text_ratio}")
+        _check(self.text_ratio_end >= 0, "text_ratio_end", f"must be >= 0, got {self.text_ratio_end}")
+        _check(self.mix_schedule in ("fixed", "linear"), "mix_schedule",
+               f"must be 'fixed' or 'linear', got {self.mix_schedule!r}")
         _check(self.multimodal_samples >= 1, "multimodal_samples", f"must be >= 1, got {self.multimodal_samples}")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
 

@@ -28,6 +28,26 @@ def section(params: Params, *names: str) -> dict:
     return {name: dataclasses.asdict(getattr(params, name)) for name in names}
 
 
+def checkpoint_spec(params: Params, stage: str, phase: str, *inputs: Path) -> object:
+    """Where ``stage``'s ``phase`` checkpoints, fingerprinted by every param and its inputs (None when off).
+
+    Inputs are identified cheaply: the sha256 of small files (reports, configs, manifests) and the size and
+    mtime of large ones, so a changed upstream output never resumes a stale checkpoint."""
+    from qslaw.fsutil import sha256_file
+    from qslaw.train.checkpoint import CheckpointSpec, fingerprint
+
+    if params.train.checkpoint_every == 0:
+        return None
+    ids = {}
+    for root in inputs:
+        for path in sorted(Path(root).rglob("*") if Path(root).is_dir() else [Path(root)]):
+            if path.is_file():
+                stat = path.stat()
+                ids[str(path)] = sha256_file(path) if stat.st_size < 1 << 20 else [stat.st_size, stat.st_mtime_ns]
+    return CheckpointSpec(Path(params.train.checkpoint_dir) / stage / phase, params.train.checkpoint_every,
+                          fingerprint(stage, phase, dataclasses.asdict(params), ids))
+
+
 def main_guard(stage: str, body: Callable[[Params], object]) -> None:
     """Load params (exit 2 naming the bad key), run the stage body, turn StageError into exit 1."""
     try:

@@ -28,9 +28,34 @@ BUNDLE = ("model", "adapter", "projector.safetensors", "gamma.safetensors")
 
 
 def copy_bundle(hybrid_dir: Path, out: Path) -> None:
+    """Copy the bundle parts the method produced (model and projector always; adapter, γ where trained)."""
     for name in BUNDLE:
         src = hybrid_dir / name
+        if not src.exists():
+            if name in ("model", "projector.safetensors"):
+                raise StageError(f"export: {src} is missing; rerun the hybrid stage")
+            continue
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, out / name)
+
+
+def method_summary(params: Params) -> str:
+    """One paragraph saying what the exported model is."""
+    from qslaw.train.methods import get_method
+
+    m, q, h = get_method(params.train.method), params.quantize, params.hybrid
+    weights = {"qslaw": f"{q.bits}-bit weights (uniform asymmetric, group size {q.group_size}, "
+                        f"`{m.calibration_for(q.method)}` calibration)",
+               "bnb_nf4": "bitsandbytes NF4 weights (double quantization)",
+               "fp": "full-precision weights"}[m.weights]
+    steps = [weights]
+    if m.gamma:
+        steps.append(f"learnable group scales γ in blocks > {q.start_layer} ({q.gamma_mode} mode)")
+    if m.warmup:
+        steps.append("multimodal warmup")
+    if m.mix:
+        steps.append(f"hybrid text:multimodal training ({h.text_ratio}:1, {h.mix_schedule} schedule), γ absorbed")
+    steps.append(f"LoRA r={h.lora_r} + projector" if m.tuning == "lora" else "full fine-tuning of the LLM + projector")
+    return f"Method `{m.name}`: " + "; ".join(steps) + "."
 
 
 def reload_check(params: Params, bundle: Path, prepare_dir: Path, evaluate_dir: Path) -> int:
@@ -64,14 +89,10 @@ def model_card(params: Params, base_dir: Path, prepare_dir: Path, evaluate_dir: 
         m = metrics[name]
         table.append(f"| {name} | " + " | ".join(f"{m['accuracy'][c]:.2f}" for c in cats)
                      + f" | {m['parse_failure_rate']:.3f} | {m['perplexity']:.2f} |")
-    q = params.quantize
     return "\n".join([
         f"# {params.export.model_name or 'qslaw-' + Path(base['model']).name}",
         "",
-        f"QSLAW-adapted LLaVA: {q.bits}-bit weights, group size {q.group_size}, `{q.method}` calibration, "
-        f"learnable group scales γ in blocks > {q.start_layer} ({q.gamma_mode} mode), multimodal warmup, "
-        f"hybrid text:multimodal training ({params.hybrid.text_ratio}:1), then LoRA r={params.hybrid.lora_r} "
-        f"on the absorbed weights.",
+        method_summary(params),
         "",
         "## Base model", f"- id: `{base['model']}`", f"- revision: `{base['revision']}`", "",
         "## Data", *[f"- `{name}`: `{digest[:16]}`" for name, digest in manifest["sha256"].items()], "",
@@ -99,7 +120,8 @@ def run(params: Params, base_dir: Path, prepare_dir: Path, hybrid_dir: Path, eva
         (tmp / "model_card.md").write_text(model_card(params, base_dir, prepare_dir, evaluate_dir, lineage))
         (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True))
     size = sum(p.stat().st_size for p in (out_dir / "model").rglob("*") if p.is_file())
-    adapter = sum(p.stat().st_size for p in (out_dir / "adapter").rglob("*") if p.is_file())
+    adapter = sum(p.stat().st_size for p in (out_dir / "adapter").rglob("*") if p.is_file()) \
+        if (out_dir / "adapter").exists() else 0
     return {"reload_checked_questions": checked, "model_mib": size / 2**20, "adapter_mib": adapter / 2**20}
 
 

@@ -5,15 +5,20 @@ Run alone::
     python -m steps.hybrid artifacts/quantize artifacts/warmup artifacts/prepare infra/deepspeed/zero2.json \\
         artifacts/hybrid
 
-Phase 1 (DeepSpeed): starting from the warmup's γ and projector, train them on ``hybrid.multimodal_samples``
-task image conversations (assistant-span loss) mixed with ``text_ratio`` times as many text chunks of
-``chunk_length`` tokens (loss on every token), shuffled every epoch — the released 1:1 recipe by default.
-Then γ is absorbed into the packed codes. Phase 2 (DeepSpeed): LoRA adapters on every quantized decoder
-linear plus the projector (own learning rate) on all task training conversations; codes, s, z frozen.
+What runs depends on ``train.method`` (:mod:`qslaw.train.methods`). Phase 1 (DeepSpeed; ``qslaw`` and
+``qslaw_no_warmup``): starting from the warmup's γ and projector (or the quantize stage's, without warmup),
+train them on ``hybrid.multimodal_samples`` task image conversations (assistant-span loss) mixed with
+``text_ratio`` times as many text chunks of ``chunk_length`` tokens (loss on every token), shuffled every
+epoch — the released 1:1 recipe by default; ``mix_schedule: linear`` moves the text share from
+``text_ratio`` to ``text_ratio_end`` instead. Then γ is absorbed into the packed codes. Phase 2 (DeepSpeed;
+every method): LoRA adapters on every decoder-block linear plus the projector (own learning rate) on all
+task training conversations, the base weights frozen whatever their format — or, for ``full_ft``, every LLM
+weight (``full_ft_lr``) plus the projector.
 
-Writes ``model/`` (absorbed quantized model with the final projector + processor files), ``adapter/``
-(peft LoRA), ``projector.safetensors``, ``gamma.safetensors`` (γ before absorption), ``history.csv``,
-``loss.png`` and ``report.json``.
+Writes ``model/`` (the tuned method's base: absorbed qslaw codes, bitsandbytes NF4 or fp, with the final
+projector + processor files; loadable with ``qslaw.model.io.load_model``), ``adapter/`` (peft LoRA; not for
+``full_ft``), ``projector.safetensors``, ``gamma.safetensors`` (γ before absorption; γ methods only),
+``history.csv``, ``loss.png`` and ``report.json``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from pathlib import Path
 
 from qslaw.config import Params
 from qslaw.fsutil import atomic_dir
-from steps.common import main_guard, section
-from steps.tracking import log_artifact, log_curve, log_metrics, stage_run
+from steps.common import checkpoint_spec, main_guard, section
+from steps.tracking import log_artifact, log_curve, log_metrics, numeric, stage_run
 
 
 def loop_spec(params: Params, epochs: int, desc: str) -> object:
@@ -35,11 +40,19 @@ def loop_spec(params: Params, epochs: int, desc: str) -> object:
                     precision=params.train.precision, zero_stage=params.train.zero_stage, desc=desc)
 
 
-def phase_mix(params: Params, model: object, processor: object, prepare_dir: Path, ds_config: Path) -> tuple:
-    """Phase 1: γ + projector on the text:multimodal mix."""
+def phase_mix(params: Params, model: object, processor: object, prepare_dir: Path, ds_config: Path,
+              ckpt: object = None) -> tuple:
+    """Phase 1: γ + projector on the text:multimodal mix (fixed shuffle as released, or a linear schedule)."""
     from qslaw.data.prepare import read_rows
     from qslaw.model.surgery import set_trainable
-    from qslaw.train.data import conversations, mix, text_chunks
+    from qslaw.train.data import (
+        conversations,
+        mix,
+        schedule_slots,
+        scheduled_batches,
+        text_chunks,
+        text_share,
+    )
     from qslaw.train.encode import collate
     from qslaw.train.loop import train
 
@@ -47,17 +60,42 @@ def phase_mix(params: Params, model: object, processor: object, prepare_dir: Pat
     mm = conversations(read_rows(prepare_dir / "task_train.parquet"), processor, model.config, h.max_length,
                        limit=h.multimodal_samples, images_only=True)
     lines = [r["text"] for r in read_rows(prepare_dir / "text_train.parquet")]
-    samples, stats = mix(mm, text_chunks(lines, processor.tokenizer, h.chunk_length), h.text_ratio)
+    linear = h.mix_schedule == "linear"
+    samples, stats = mix(mm, text_chunks(lines, processor.tokenizer, h.chunk_length), h.text_ratio,
+                         h.text_ratio_end if linear else None)
+    is_text = [i >= len(mm) for i in range(len(samples))]
+    spec = loop_spec(params, h.gamma_epochs, "hybrid γ")
+    order = None
+    if linear:
+        slots = schedule_slots(len(samples), stats["mix_text"], text_share(h.text_ratio), text_share(h.text_ratio_end))
+        order = lambda epoch: scheduled_batches(is_text, slots, spec.batch_size, spec.seed, epoch)  # noqa: E731
     set_trainable(model, ["gamma", "projector"])
     trainable = [p for p in model.parameters() if p.requires_grad]
     pad = processor.tokenizer.pad_token_id
     history = train(model, samples, lambda b: collate(b, pad), [{"params": trainable, "lr": h.gamma_lr}],
-                    loop_spec(params, h.gamma_epochs, "hybrid γ"), ds_config)
-    return history, stats
+                    spec, ds_config, order=order, checkpoint=ckpt)
+    stats.update(realised_shares(history, is_text, order, spec))
+    return history, {**stats, "mix_schedule": h.mix_schedule}
 
 
-def phase_lora(params: Params, model: object, processor: object, prepare_dir: Path, ds_config: Path) -> tuple:
-    """Phase 2: LoRA + projector on every task training conversation."""
+def realised_shares(history: list[dict], is_text: list[bool], order: object, spec: object) -> dict:
+    """Text share of the first and last quarter of the steps of epoch 0, as trained."""
+    from qslaw.train.loop import batches
+
+    steps = order(0) if order else batches(len(is_text), spec, 0)
+    quarter = max(1, len(steps) // 4)
+
+    def share(chunk: list[list[int]]) -> float:
+        flat = [i for b in chunk for i in b]
+        return sum(is_text[i] for i in flat) / len(flat)
+
+    return {"mix_text_share_first_quarter": share(steps[:quarter]),
+            "mix_text_share_last_quarter": share(steps[-quarter:])}
+
+
+def phase_tune(params: Params, model: object, processor: object, prepare_dir: Path, ds_config: Path,
+               ckpt: object = None) -> tuple:
+    """Phase 2 on every task training conversation: LoRA + projector, or (``full_ft``) every LLM weight + projector."""
     from qslaw.data.prepare import read_rows
     from qslaw.model.lora import add_lora
     from qslaw.model.surgery import TRAINABLE_GROUPS, set_trainable
@@ -66,16 +104,22 @@ def phase_lora(params: Params, model: object, processor: object, prepare_dir: Pa
     from qslaw.train.loop import train
 
     h = params.hybrid
+    full = params.train.method_spec().tuning == "full"
     samples = conversations(read_rows(prepare_dir / "task_train.parquet"), processor, model.config, h.max_length)
-    peft_model = add_lora(model, params.quantize.quant_spec(), r=h.lora_r, alpha=h.lora_alpha, dropout=h.lora_dropout)
-    counts = set_trainable(peft_model, ["lora", "projector"])
-    named = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if TRAINABLE_GROUPS["lora"](n)], "lr": h.lora_lr},
+    if full:
+        tuned, main_group, main_lr = model, "llm", h.full_ft_lr
+    else:
+        tuned = add_lora(model, params.quantize.quant_spec(), r=h.lora_r, alpha=h.lora_alpha, dropout=h.lora_dropout)
+        main_group, main_lr = "lora", h.lora_lr
+    counts = set_trainable(tuned, [main_group, "projector"])
+    named = [(n, p) for n, p in tuned.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if not TRAINABLE_GROUPS["projector"](n)], "lr": main_lr},
               {"params": [p for n, p in named if TRAINABLE_GROUPS["projector"](n)], "lr": h.projector_lr}]
     pad = processor.tokenizer.pad_token_id
-    history = train(peft_model, samples, lambda b: collate(b, pad), groups,
-                    loop_spec(params, h.lora_epochs, "hybrid LoRA"), ds_config)
-    return peft_model, history, counts
+    history = train(tuned, samples, lambda b: collate(b, pad), groups,
+                    loop_spec(params, h.lora_epochs, "hybrid full FT" if full else "hybrid LoRA"), ds_config,
+                    checkpoint=ckpt)
+    return tuned, history, counts
 
 
 def run(params: Params, quantize_dir: Path, warmup_dir: Path, prepare_dir: Path, ds_config: Path,
@@ -83,35 +127,52 @@ def run(params: Params, quantize_dir: Path, warmup_dir: Path, prepare_dir: Path,
     import torch
     from transformers import AutoProcessor
 
-    from qslaw.model.io import load_quantized, write_quantized
+    from qslaw.model.io import load_model, save_model_dir
     from qslaw.model.surgery import absorb_gamma
+    from qslaw.train.checkpoint import clear_checkpoints
+    from qslaw.train.loop import is_main_process
     from qslaw.train.state import load_state, plot_history, save_state, trainable_state, write_history
 
     torch.manual_seed(params.train.seed)
-    model, spec = load_quantized(quantize_dir / "model")
+    method = params.train.method_spec()
+    model = load_model(quantize_dir / "model")
     processor = AutoProcessor.from_pretrained(quantize_dir / "model")
-    load_state(model, warmup_dir / "trainables.safetensors")
-    history_mix, stats = phase_mix(params, model, processor, prepare_dir, ds_config)
+    if method.warmup:
+        load_state(model, warmup_dir / "trainables.safetensors")
+    inputs = (quantize_dir, warmup_dir, prepare_dir)
+    history_mix, stats = (phase_mix(params, model, processor, prepare_dir, ds_config,
+                                    checkpoint_spec(params, "hybrid", "mix", *inputs)) if method.mix else ([], {}))
     gamma = trainable_state(model, ["gamma"])
-    model = absorb_gamma(model)
-    peft_model, history_lora, counts = phase_lora(params, model, processor, prepare_dir, ds_config)
+    if gamma:
+        model = absorb_gamma(model)
+    tuned, history_tune, counts = phase_tune(params, model, processor, prepare_dir, ds_config,
+                                             checkpoint_spec(params, "hybrid", "tune", *inputs))
     history = [{**r, "phase": "mix"} for r in history_mix] + [
-        {**r, "phase": "lora", "step": r["step"] + len(history_mix)} for r in history_lora]
+        {**r, "phase": "tune", "step": r["step"] + len(history_mix)} for r in history_tune]
+    if not is_main_process():  # other ranks trained their share; rank 0 writes the outputs
+        return {"history": history, "method": method.name}
     with atomic_dir(out_dir) as tmp:
-        peft_model.save_pretrained(tmp / "adapter")
-        base = peft_model.unload()
+        if method.tuning == "lora":
+            tuned.save_pretrained(tmp / "adapter")
+            base = tuned.unload()
+        else:
+            base = tuned
         (tmp / "model").mkdir()
-        write_quantized(base, spec, tmp / "model")
+        save_model_dir(base, params.quantize.quant_spec(), tmp / "model")
         processor.save_pretrained(tmp / "model")
         save_state(trainable_state(base, ["projector"]), tmp / "projector.safetensors")
-        save_state(gamma, tmp / "gamma.safetensors")
+        if gamma:
+            save_state(gamma, tmp / "gamma.safetensors")
         write_history(history, tmp / "history.csv")
-        plot_history(history, tmp / "loss.png", "hybrid")
-        report = {**stats, "steps_mix": len(history_mix), "steps_lora": len(history_lora),
-                  "final_loss_mix": history_mix[-1]["loss"], "final_loss_lora": history_lora[-1]["loss"],
+        plot_history(history, tmp / "loss.png", f"hybrid ({method.name})")
+        report = {"method": method.name, **stats, "steps_mix": len(history_mix), "steps_tune": len(history_tune),
+                  "final_loss_tune": history_tune[-1]["loss"],
+                  **({"final_loss_mix": history_mix[-1]["loss"]} if history_mix else {}),
                   **{f"trainable_{g}": n for g, n in counts.items()},
                   "gamma_params": sum(t.numel() for t in gamma.values())}
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
+    if params.train.checkpoint_every:
+        clear_checkpoints(Path(params.train.checkpoint_dir) / "hybrid")
     return {"history": history, **report}
 
 
@@ -127,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             history = result.pop("history")
             log_curve("hybrid_loss", [(r["step"], r["loss"]) for r in history])
             log_curve("hybrid_lr", [(r["step"], r["lr"]) for r in history])
-            log_metrics(result)
+            log_metrics(numeric(result))
             for name in ("loss.png", "history.csv", "report.json"):
                 log_artifact(args.out_dir / name)
 

@@ -1,26 +1,30 @@
-"""Stage `quantize`: calibrate a step and zero per group (rtn or lwc) and write the quantized base.
+"""Stage `quantize`: the base in the weight format of ``train.method`` — qslaw W4, bitsandbytes NF4 or fp.
 
 Run alone::
 
     python -m steps.quantize artifacts/base artifacts/prepare artifacts/quantize
 
-Calibration sequences are half task multimodal conversations, half text chunks (params ``quantize``).
-Writes ``model/`` (safetensors codes, s, z, γ=1 + quant_config.json + processor files, loadable with
-``qslaw.model.io.load_quantized``), ``errors.csv`` (per block: output MSE of rtn and of the chosen method
-on the calibration activations) and ``report.json``.
+qslaw-format methods (``qslaw``, ``qslaw_no_warmup``, ``lwc_lora``, ``rtn_lora``) calibrate a step and zero
+per group (rtn or lwc; the ``*_lora`` baselines force theirs) on sequences that are half task multimodal
+conversations, half text chunks, and add γ = 1 where the method learns it. ``qlora`` stores the base
+quantized by bitsandbytes (NF4, double quantization; vision tower, projector and lm_head kept out by module
+name); ``lora_fp`` and ``full_ft`` store the fp base unchanged. Writes ``model/`` (loadable with
+``qslaw.model.io.load_model``, with the processor files), ``report.json`` and, for calibrated methods,
+``errors.csv`` (per block: output MSE of rtn and of the chosen method on the calibration activations).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
 from qslaw.config import Params
 from qslaw.fsutil import atomic_dir
 from steps.common import main_guard, section
-from steps.tracking import log_artifact, log_metrics, stage_run
+from steps.tracking import log_artifact, log_metrics, numeric, stage_run
 
 
 def calibration_batches(params: Params, base_dir: Path, prepare_dir: Path, processor: object, config: object,
@@ -45,27 +49,60 @@ def calibration_batches(params: Params, base_dir: Path, prepare_dir: Path, proce
     return batches
 
 
+def method_quant_spec(params: Params) -> object:
+    """params ``quantize`` as a QuantSpec, with γ only where the method learns it."""
+    return dataclasses.replace(params.quantize.quant_spec(), gamma=params.train.method_spec().gamma)
+
+
+def bnb_config(params: Params) -> object:
+    """The QLoRA recipe: NF4, double quantization, bf16 compute where the device supports it (else fp32);
+    the vision tower, projector and lm_head stay full precision (full module names, never a substring)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+                              llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"])
+
+
+def model_bytes(model: object) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
 def run(params: Params, base_dir: Path, prepare_dir: Path, out_dir: Path) -> dict:
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from qslaw.model.io import write_quantized
+    from qslaw.model.io import save_model_dir
     from qslaw.model.surgery import parameter_report, quantize_model
     from qslaw.quant.calibrate import calibrate
 
     torch.manual_seed(params.train.seed)
-    model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32).eval()
+    method = params.train.method_spec()
     processor = AutoProcessor.from_pretrained(base_dir)
-    spec = params.quantize.quant_spec()
-    batches = calibration_batches(params, base_dir, prepare_dir, processor, model.config)
-    qparams, errors = calibrate(model, batches, spec, params.quantize.calib_spec())
-    quantize_model(model, spec, qparams)
+    spec = method_quant_spec(params)
+    errors: list[dict] = []
+    report: dict = {"method": method.name, "weights": method.weights}
+    if method.weights == "bnb_nf4":
+        model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32,
+                                                              quantization_config=bnb_config(params)).eval()
+    else:
+        model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32).eval()
+    if method.weights == "qslaw":
+        calib = dataclasses.replace(params.quantize.calib_spec(),
+                                    method=method.calibration_for(params.quantize.method))
+        batches = calibration_batches(params, base_dir, prepare_dir, processor, model.config)
+        qparams, errors = calibrate(model, batches, spec, calib)
+        quantize_model(model, spec, qparams)
+        report.update(calibration=calib.method, **parameter_report(model, spec), **summarize(errors, calib.method))
     with atomic_dir(out_dir) as tmp:
         (tmp / "model").mkdir()
-        write_quantized(model, spec, tmp / "model")
+        save_model_dir(model, spec, tmp / "model")
         processor.save_pretrained(tmp / "model")
-        write_errors(errors, tmp / "errors.csv")
-        report = {**parameter_report(model, spec), **summarize(errors, params.quantize.method)}
+        if errors:
+            write_errors(errors, tmp / "errors.csv")
+        report["model_mib"] = model_bytes(model) / 2**20
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -92,9 +129,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def body(params: Params) -> None:
         with stage_run("quantize", section(params, "quantize", "train")):
-            log_metrics(run(params, args.base_dir, args.prepare_dir, args.out_dir))
-            log_artifact(args.out_dir / "errors.csv")
-            log_artifact(args.out_dir / "report.json")
+            report = run(params, args.base_dir, args.prepare_dir, args.out_dir)
+            log_metrics(numeric(report))
+            for name in ("errors.csv", "report.json"):
+                if (args.out_dir / name).exists():
+                    log_artifact(args.out_dir / name)
 
     main_guard("quantize", body)
 

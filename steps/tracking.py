@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +55,9 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
 def tracking_enabled() -> bool:
+    """Tracking is on unless QSLAW_TRACKING is off; under a multi-rank launcher only rank 0 tracks."""
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return False
     return os.environ.get("QSLAW_TRACKING", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -231,7 +235,11 @@ def stage_run(stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
         with mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent_id,
                               tags=tags) as run:
             mlflow.log_params(flatten_params(params))
+            start = time.perf_counter()
             yield run
+            # what the stage cost: wall time and the process's peak resident memory (ru_maxrss is KiB on Linux)
+            mlflow.log_metrics({"stage_wall_s": time.perf_counter() - start,
+                                "stage_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         status = "FINISHED"
     finally:
         if owned:
@@ -251,6 +259,11 @@ def set_tags(tags: Mapping[str, str]) -> None:
     """Tags known only once the stage has run (e.g. the base stage's own model id and revision)."""
     if mlflow := _active():
         mlflow.set_tags({_tag_key(k): str(v) for k, v in tags.items()})
+
+
+def numeric(report: Mapping[str, object]) -> dict[str, float]:
+    """The numeric entries of a stage report (booleans as 0/1), for ``log_metrics``; strings go to params/tags."""
+    return {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -15,6 +15,11 @@ Loading rebuilds the HF model from ``config.json``, swaps in empty :class:`Quant
 ``quant_config.json`` and loads the safetensors strictly (tied weights such as a shared ``lm_head`` are
 re-tied), so codes come back bit-identical and logits identical. No pickle is involved anywhere.
 Files are written into a temporary sibling directory and renamed when complete.
+
+Every method's model directory loads through one function, :func:`load_model`: a qslaw quantized directory
+(``quant_config.json``), a bitsandbytes-quantized one (``quantization_config`` in ``config.json``, rebuilt by
+transformers' own loader), or a plain full-precision checkpoint; :func:`save_model_dir` writes whichever
+the model is.
 """
 
 from __future__ import annotations
@@ -92,3 +97,31 @@ def load_quantized(model_dir: str | Path) -> tuple[nn.Module, QuantSpec]:
         raise ValueError(f"{model_dir}/model.safetensors: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
     model.tie_weights()
     return model.eval(), QuantSpec.from_dict(qconfig["spec"])
+
+
+def is_qslaw_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, QuantLinear) for m in model.modules())
+
+
+def save_model_dir(model: nn.Module, spec: QuantSpec, directory: Path) -> None:
+    """Write a model of any method into an existing directory: qslaw format if it holds QuantLinears,
+    else transformers' ``save_pretrained`` (safetensors; bitsandbytes 4-bit weights serialise as such)."""
+    if is_qslaw_quantized(model):
+        write_quantized(model, spec, directory)
+    else:
+        # A bitsandbytes model loaded from a 4-bit checkpoint carries a load-time conversion with no reverse
+        # (transformers 5 raises NotImplementedError); its tensors are already in the saved layout, so keep them.
+        model.save_pretrained(directory, save_original_format=not getattr(model, "is_quantized", False))
+
+
+def load_model(model_dir: str | Path) -> nn.Module:
+    """Load any model directory a stage writes (qslaw quantized, bitsandbytes 4-bit or fp), in eval mode."""
+    model_dir = Path(model_dir)
+    if (model_dir / "quant_config.json").exists():
+        return load_quantized(model_dir)[0]
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    architectures = getattr(config, "architectures", None) or []
+    if not architectures or not hasattr(transformers, architectures[0]):
+        raise ValueError(f"{model_dir}/config.json: unknown architecture {architectures!r}")
+    cls = getattr(transformers, architectures[0])
+    return cls.from_pretrained(model_dir, dtype=torch.float32).eval()

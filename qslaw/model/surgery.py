@@ -14,7 +14,7 @@ thin use of it. All functions mutate and return the same HF model object, so ``s
 
 Trainable sets are selected by name: ``gamma`` (QSLAW group scales), ``projector``
 (``multi_modal_projector``), ``lora`` (peft ``lora_`` tensors), ``llm`` (every language-model weight,
-for full fine-tuning).
+``lm_head`` included, for full fine-tuning).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ TRAINABLE_GROUPS: dict[str, Callable[[str], bool]] = {
     "gamma": lambda name: name.endswith(".gamma"),
     "projector": lambda name: "multi_modal_projector" in name,
     "lora": lambda name: "lora_" in name,
-    "llm": lambda name: "language_model" in name or name.startswith(("model.layers", "model.embed", "model.norm")),
+    "llm": lambda name: ("language_model" in name or name.startswith(("model.layers", "model.embed", "model.norm",
+                                                                        "lm_head."))),
 }
 
 

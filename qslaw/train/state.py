@@ -45,15 +45,19 @@ def load_state(model: nn.Module, path: Path) -> list[str]:
     return sorted(state)
 
 
+HISTORY_FIELDS = ["step", "epoch", "loss", "lr"]
+
+
 def write_history(history: list[dict], path: Path) -> None:
+    """One row per optimizer step (a header only when nothing was trained)."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer = csv.DictWriter(f, fieldnames=list(history[0]) if history else HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(history)
 
 
 def plot_history(history: list[dict], path: Path, title: str) -> Path:
-    """Loss and learning rate against step, one PNG."""
+    """Loss and learning rate against step, one PNG (empty axes, titled as given, when nothing trained)."""
     import matplotlib
 
     matplotlib.use("Agg")

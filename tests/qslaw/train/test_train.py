@@ -108,3 +108,33 @@ def _restore_rendezvous_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, os.environ.get(key, ""))  # records the original value (or its absence)
         if not present:
             monkeypatch.delenv(key)
+
+
+def test_linear_schedule_places_the_exact_count_and_follows_the_line() -> None:
+    from qslaw.train.data import schedule_slots, scheduled_text_count, text_share
+
+    n_mm = 300
+    n_text = scheduled_text_count(n_mm, 0.25, 3.0)
+    slots = schedule_slots(n_mm + n_text, n_text, text_share(0.25), text_share(3.0))
+    assert sum(slots) == n_text and len(slots) == n_mm + n_text
+    window = 60
+    for start in range(0, len(slots) - window + 1, window):
+        centre = (start + window / 2) / (len(slots) - 1)
+        expected = text_share(0.25) + (text_share(3.0) - text_share(0.25)) * centre
+        assert abs(sum(slots[start:start + window]) / window - expected) <= 2 / window + 0.02
+    assert scheduled_text_count(200, 1.0, 1.0) == 200  # a flat schedule is the fixed ratio
+
+
+def test_scheduled_batches_use_every_sample_once_in_the_slot_kinds_and_reproducibly() -> None:
+    from qslaw.train.data import schedule_slots, scheduled_batches
+
+    is_text = [False] * 10 + [True] * 6
+    slots = schedule_slots(16, 6, 0.2, 0.6)
+    epoch0 = scheduled_batches(is_text, slots, 4, seed=1, epoch=0)
+    flat = [i for b in epoch0 for i in b]
+    assert sorted(flat) == list(range(16))
+    assert [is_text[i] for i in flat] == slots
+    assert epoch0 == scheduled_batches(is_text, slots, 4, seed=1, epoch=0)
+    assert epoch0 != scheduled_batches(is_text, slots, 4, seed=1, epoch=1)
+    with pytest.raises(ValueError, match="text slots"):
+        scheduled_batches(is_text, schedule_slots(16, 5, 0.2, 0.6), 4, seed=1, epoch=0)

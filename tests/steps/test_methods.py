@@ -1,0 +1,152 @@
+"""Every adaptation method through quantize → warmup → hybrid → evaluate → export on the smoke profile,
+in-process, and what each may and may not change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qslaw.config import METHODS, Params, load_params
+
+ROOT = Path(__file__).resolve().parents[2]
+DS_CONFIG = ROOT / "infra" / "deepspeed" / "zero2.json"
+
+
+def with_method(params: Params, method: str, checkpoints: Path) -> Params:
+    return dataclasses.replace(
+        params, train=dataclasses.replace(params.train, method=method, checkpoint_dir=str(checkpoints)),
+        evaluate=dataclasses.replace(params.evaluate, limit=4))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
+    from steps import base, prepare
+
+    params = load_params(ROOT / "profiles" / "smoke.yaml")
+    root = tmp_path_factory.mktemp("methods")
+    base.run(params, root / "base")
+    prepare.run(params, root / "prepare")
+    return params, root
+
+
+@pytest.fixture(scope="module")
+def outputs(world: tuple[Params, Path]) -> dict[str, Path]:
+    """Run the five training/eval stages once per method (module scope: each test below reads them)."""
+    from steps import evaluate, export, hybrid, quantize, warmup
+
+    params, root = world
+    done = {}
+    for method in METHODS:
+        p, out = with_method(params, method, root / "checkpoints"), root / method
+        quantize.run(p, root / "base", root / "prepare", out / "quantize")
+        warmup.run(p, out / "quantize", root / "prepare", DS_CONFIG, out / "warmup")
+        hybrid.run(p, out / "quantize", out / "warmup", root / "prepare", DS_CONFIG, out / "hybrid")
+        evaluate.run(p, root / "base", out / "hybrid", root / "prepare", out / "evaluate")
+        export.run(p, root / "base", root / "prepare", out / "hybrid", out / "evaluate", out / "export")
+        done[method] = out
+    assert not any((root / "checkpoints").rglob("*.safetensors"))  # each stage removed its checkpoints
+    return done
+
+
+def tensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_runs_end_to_end_and_reloads(outputs: dict[str, Path], method: str) -> None:
+    from qslaw.export.bundle import load_bundle
+
+    out = outputs[method]
+    metrics = report(out / "evaluate" / "metrics.json")
+    assert metrics["adapted"]["accuracy"]["Avg"] >= 0 and metrics["protocol"]["questions"] == 4
+    card = (out / "export" / "model_card.md").read_text()
+    assert f"Method `{method}`" in card
+    model, _ = load_bundle(out / "export")
+    assert (out / "export" / "adapter").exists() == (method != "full_ft")
+    assert (out / "export" / "gamma.safetensors").exists() == method.startswith("qslaw")
+    assert type(model).__name__ in ("PeftModel", "PeftModelForCausalLM", "LlavaForConditionalGeneration")
+
+
+def test_weight_formats_follow_the_method(outputs: dict[str, Path]) -> None:
+    for method in ("qslaw", "qslaw_no_warmup", "lwc_lora", "rtn_lora"):
+        q = report(outputs[method] / "quantize" / "report.json")
+        assert q["weights"] == "qslaw" and (outputs[method] / "quantize" / "model" / "quant_config.json").exists()
+        layers = report(outputs[method] / "quantize" / "model" / "quant_config.json")["layers"]
+        assert any(e["gamma"] for e in layers.values()) == method.startswith("qslaw"), method
+    assert report(outputs["lwc_lora"] / "quantize" / "report.json")["calibration"] == "lwc"
+    assert report(outputs["rtn_lora"] / "quantize" / "report.json")["calibration"] == "rtn"
+    qlora = json.loads((outputs["qlora"] / "hybrid" / "model" / "config.json").read_text())
+    assert qlora["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    assert qlora["quantization_config"]["bnb_4bit_use_double_quant"] is True
+    for method in ("lora_fp", "full_ft"):
+        config = json.loads((outputs[method] / "hybrid" / "model" / "config.json").read_text())
+        assert "quantization_config" not in config and not (outputs[method] / "hybrid" / "model" /
+                                                           "quant_config.json").exists()
+
+
+def test_warmup_runs_only_for_qslaw(outputs: dict[str, Path]) -> None:
+    for method, out in outputs.items():
+        w = report(out / "warmup" / "report.json")
+        assert w["skipped"] == (method != "qslaw"), method
+        assert (out / "warmup" / "trainables.safetensors").exists() == (method == "qslaw")
+        h = report(out / "hybrid" / "report.json")
+        assert (h["steps_mix"] > 0) == method.startswith("qslaw"), method
+
+
+@pytest.mark.parametrize("method", ["lwc_lora", "rtn_lora", "lora_fp", "qlora"])
+def test_lora_baselines_change_only_the_projector_in_the_base(outputs: dict[str, Path], method: str) -> None:
+    """The tuned base equals the quantize stage's bit for bit except the projector (the adapter is separate)."""
+    before = tensors(outputs[method] / "quantize" / "model")
+    after = tensors(outputs[method] / "hybrid" / "model")
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("multi_modal_projector" in k for k in changed), sorted(changed)[:5]
+    adapter = load_file(str(outputs[method] / "hybrid" / "adapter" / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+
+
+def test_qslaw_changes_codes_projector_and_nothing_outside_the_decoder(outputs: dict[str, Path]) -> None:
+    before = tensors(outputs["qslaw"] / "quantize" / "model")
+    after = tensors(outputs["qslaw"] / "hybrid" / "model")
+    changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
+    assert any("multi_modal_projector" in k for k in changed)
+    assert any(k.endswith((".codes", ".s", ".qweight", ".scales")) or ".layers." in k for k in changed)
+    outside = {k for k in changed if "multi_modal_projector" not in k and "language_model.layers." not in k}
+    assert not outside, sorted(outside)[:5]
+    gamma = load_file(str(outputs["qslaw"] / "hybrid" / "gamma.safetensors"))
+    assert gamma and any(not torch.all(t == 1) for t in gamma.values())
+
+
+def test_full_ft_changes_llm_and_projector_never_the_vision_tower(outputs: dict[str, Path]) -> None:
+    before = tensors(outputs["full_ft"] / "quantize" / "model")
+    after = tensors(outputs["full_ft"] / "hybrid" / "model")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("language_model" in k for k in changed) and any("multi_modal_projector" in k for k in changed)
+    assert not any("vision_tower" in k for k in changed)
+    h = report(outputs["full_ft"] / "hybrid" / "report.json")
+    assert h["trainable_llm"] > h["trainable_projector"] > 0
+
+
+def test_a_linear_mix_schedule_moves_the_realised_text_share(world: tuple[Params, Path],
+                                                            outputs: dict[str, Path]) -> None:
+    from steps import hybrid
+
+    params, root = world
+    p = with_method(params, "qslaw_no_warmup", root / "checkpoints")
+    p = dataclasses.replace(p, hybrid=dataclasses.replace(p.hybrid, mix_schedule="linear", text_ratio=0.25,
+                                                          text_ratio_end=3.0, multimodal_samples=16))
+    out = outputs["qslaw_no_warmup"]
+    result = hybrid.run(p, out / "quantize", out / "warmup", root / "prepare", DS_CONFIG, root / "linear")
+    assert result["mix_schedule"] == "linear"
+    n_mm = result["mix_multimodal"]  # the smoke train split has fewer image questions than asked for
+    assert n_mm >= 8 and result["mix_text"] == round(n_mm * 0.475 / 0.525)  # mean text share (0.2 + 0.75) / 2
+    assert result["mix_text_share_first_quarter"] < 0.4 < result["mix_text_share_last_quarter"]
