@@ -63,20 +63,28 @@ class PrepareParams:
     """Which data the pipeline uses and how it is rendered."""
 
     task_source: str = "embedded"
-    """Task data: 'embedded' (the synthetic world)."""
+    """Task data: 'embedded' (the synthetic world), a directory of ScienceQA-schema parquet files, or a hub id
+    (derek-thomas/ScienceQA, online only)."""
     text_source: str = "embedded"
-    """Text corpus: 'embedded'."""
+    """Text corpus: 'embedded', a directory of WikiText parquet or raw text files, or 'name:config' on the hub
+    (Salesforce/wikitext:wikitext-2-raw-v1, online only)."""
     caption_source: str = "embedded"
-    """Image-caption pairs: 'embedded'."""
+    """Image-caption pairs: 'embedded' or a LLaVA pretraining JSON (LCS-558K shape)."""
+    caption_image_dir: str = ""
+    """Folder the caption JSON's image paths are relative to ('' = images/ beside the JSON)."""
     eval_prompt: str = "qcm"
     """'qcm' (the training prompt, the model writes lecture, solution and answer) or 'qcm_letter'
     (LLaVA's single-prediction suffix asking for the letter only)."""
 
     def __post_init__(self) -> None:
         for key in ("task_source", "text_source", "caption_source"):
-            _check(getattr(self, key) == "embedded", key, f"only 'embedded' is supported, got {getattr(self, key)!r}")
+            _check(bool(getattr(self, key).strip()), key, "must be 'embedded', a local path or a hub id")
         _check(self.eval_prompt in ("qcm", "qcm_letter"), "eval_prompt",
                f"must be 'qcm' or 'qcm_letter', got {self.eval_prompt!r}")
+
+    @property
+    def uses_embedded(self) -> bool:
+        return "embedded" in (self.task_source, self.text_source, self.caption_source)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,15 @@ REQUIRED_FILES = ("config.json",)
 def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list]:
     """Corpus train/validation texts and (image, caption) pairs of the embedded world."""
     from qslaw.data import generate_world
-    from qslaw.data.prepare import read_caption_json, read_rows
+    from qslaw.data.prepare import read_rows
+    from qslaw.data.sources import load_captions
     from qslaw.train.encode import load_image
 
     generate_world(params.world, tmp / "world")
     corpus = {s: [r["text"] for r in read_rows(tmp / "world" / "corpus" / f"{s}.parquet")]
               for s in ("train", "validation")}
-    captions = read_caption_json(tmp / "world" / "captions" / "captions.json", tmp / "world" / "captions" / "images")
+    world = tmp / "world" / "captions"
+    captions = load_captions(str(world / "captions.json"), str(world / "images"))
     pairs = [(load_image(r["image"]), r["response"]) for r in captions]
     return corpus["train"], corpus["validation"], pairs
 

@@ -4,7 +4,10 @@ Run alone::
 
     python -m steps.prepare artifacts/prepare
 
-Writes ``task_{split}.parquet`` (ScienceQA columns + QCM-LEA conversation + evaluation prompt),
+Sources (params ``prepare``): the embedded world (default), or ScienceQA-schema parquet, WikiText parquet or
+raw text, and a LLaVA caption JSON + image folder — local paths (never the network) or hub ids; see
+:mod:`qslaw.data.sources`. Writes ``task_{split}.parquet`` (ScienceQA columns + QCM-LEA conversation +
+evaluation prompt),
 ``captions.parquet``, ``text_{split}.parquet`` and ``manifest.json`` (counts and sha256 of every file),
 all with images inside the parquet files; see :mod:`qslaw.data.prepare`.
 """
@@ -16,17 +19,29 @@ import tempfile
 from pathlib import Path
 
 from qslaw.config import Params
-from steps.common import main_guard, section
+from steps.common import StageError, main_guard, section
 from steps.tracking import log_artifact, log_metrics, stage_run
 
 
 def run(params: Params, out_dir: Path) -> dict:
+    """Load each source (embedded world or real data), render and write the prepared shards."""
     from qslaw.data import generate_world
-    from qslaw.data.prepare import prepare_world
+    from qslaw.data.prepare import prepare_tables
+    from qslaw.data.sources import SourceError, load_captions, load_task, load_text
 
+    p = params.prepare
     with tempfile.TemporaryDirectory() as tmp:
-        generate_world(params.world, Path(tmp) / "world")
-        return prepare_world(Path(tmp) / "world", out_dir, params.prepare.eval_prompt)
+        world = Path(tmp) / "world"
+        if p.uses_embedded:
+            generate_world(params.world, world)
+        try:
+            task = load_task(str(world / "task") if p.task_source == "embedded" else p.task_source)
+            text = load_text(str(world / "corpus") if p.text_source == "embedded" else p.text_source)
+            captions = (load_captions(str(world / "captions" / "captions.json"), str(world / "captions" / "images"))
+                        if p.caption_source == "embedded" else load_captions(p.caption_source, p.caption_image_dir))
+        except SourceError as e:
+            raise StageError(str(e)) from None
+        return prepare_tables(task, text, captions, out_dir, p.eval_prompt)
 
 
 def main(argv: list[str] | None = None) -> None:

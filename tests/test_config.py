@@ -32,7 +32,7 @@ def params_with(path: str, value: object) -> dict:
         ("train.precision", "fp8"), ("train.zero_stage", 4), ("warmup.lr", 0), ("warmup.batch_size", 0),
         ("warmup.epochs", 1.5), ("hybrid.text_ratio", -0.5), ("hybrid.lora_r", 0), ("hybrid.lora_dropout", 1.0),
         ("hybrid.multimodal_samples", 0), ("evaluate.max_new_tokens", 0), ("evaluate.limit", -1),
-        ("prepare.eval_prompt", "free"), ("prepare.task_source", "nowhere"), ("validate.max_image_side", 0),
+        ("prepare.eval_prompt", "free"), ("prepare.task_source", " "), ("validate.max_image_side", 0),
         ("validate.balance_tolerance", 2.0), ("world.n_train", 3), ("world.image_size", 8),
         ("base.embedded.hidden_size", 200), ("base.embedded.patch_size", 7), ("base.model", " "),
         ("export.model_name", "has space"), ("export.check_questions", 0),

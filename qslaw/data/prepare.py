@@ -48,17 +48,6 @@ def render_task(rows: list[dict], split: str, eval_prompt: str) -> list[dict]:
     return out
 
 
-def read_caption_json(json_path: Path, image_dir: Path) -> list[dict]:
-    """LLaVA pretraining JSON (``id``, ``image``, ``conversations``) → caption rows with image bytes inside."""
-    rows = []
-    for record in json.loads(Path(json_path).read_text(encoding="utf-8")):
-        turns = record["conversations"]
-        rows.append({"id": str(record["id"]), "image": {"bytes": (image_dir / record["image"]).read_bytes(),
-                                                        "path": record["image"]},
-                     "prompt": turns[0]["value"], "response": turns[1]["value"]})
-    return rows
-
-
 def read_rows(path: Path) -> list[dict]:
     """A parquet table as a list of dicts (images stay ``{bytes, path}``)."""
     return pd.read_parquet(path).to_dict("records")
@@ -69,22 +58,31 @@ def _write(rows: list[dict], features: Features, path: Path) -> None:
         Dataset.from_list(rows, features=features).to_parquet(str(path))
 
 
-def prepare_world(world_dir: Path, out_dir: Path, eval_prompt: str) -> dict:
-    """Render a raw world directory into prepared shards + manifest under ``out_dir`` (atomically)."""
-    world_dir = Path(world_dir)
+def prepare_tables(task: dict[str, list[dict]], text: dict[str, list[dict]], captions: list[dict], out_dir: Path,
+                   eval_prompt: str) -> dict:
+    """Render task rows, text rows and caption rows (see :mod:`qslaw.data.sources`) into prepared shards +
+    manifest under ``out_dir`` (atomically)."""
     manifest: dict = {"tables": {}}
     with atomic_dir(out_dir) as tmp:
         for split in SPLITS:
-            task = render_task(read_rows(world_dir / "task" / f"{split}.parquet"), split, eval_prompt)
-            _write(task, TASK_FEATURES, tmp / f"task_{split}.parquet")
-            manifest["tables"][f"task_{split}"] = {"rows": len(task),
-                                                   "context": dict(Counter(r["context"] for r in task))}
-            text = read_rows(world_dir / "corpus" / f"{split}.parquet")
-            _write(text, WIKITEXT_FEATURES, tmp / f"text_{split}.parquet")
-            manifest["tables"][f"text_{split}"] = {"rows": len(text)}
-        captions = read_caption_json(world_dir / "captions" / "captions.json", world_dir / "captions" / "images")
+            rendered = render_task(task[split], split, eval_prompt)
+            _write(rendered, TASK_FEATURES, tmp / f"task_{split}.parquet")
+            manifest["tables"][f"task_{split}"] = {"rows": len(rendered),
+                                                   "context": dict(Counter(r["context"] for r in rendered))}
+            _write(text[split], WIKITEXT_FEATURES, tmp / f"text_{split}.parquet")
+            manifest["tables"][f"text_{split}"] = {"rows": len(text[split])}
         _write(captions, CAPTION_FEATURES, tmp / "captions.parquet")
         manifest["tables"]["captions"] = {"rows": len(captions)}
         manifest["sha256"] = file_hashes(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def prepare_world(world_dir: Path, out_dir: Path, eval_prompt: str) -> dict:
+    """Render a raw world directory (the embedded world's layout) through the same loaders as real data."""
+    from qslaw.data.sources import load_captions, load_task, load_text
+
+    world_dir = Path(world_dir)
+    return prepare_tables(load_task(str(world_dir / "task")), load_text(str(world_dir / "corpus")),
+                          load_captions(str(world_dir / "captions" / "captions.json"),
+                                        str(world_dir / "captions" / "images")), out_dir, eval_prompt)
