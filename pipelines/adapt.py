@@ -35,6 +35,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 STAGES = ("base", "prepare", "validate", "quantize", "warmup", "hybrid", "evaluate", "export")
+PROMOTE = ("artifacts/export", "artifacts/evaluate")
+"""Arguments of ``steps.promote``: the export and evaluate outs of dvc.yaml."""
 STAGE_TIMEOUT_S = 24 * 3600
 Scalar = str | int | float | bool
 
@@ -135,9 +137,22 @@ def save_experiment(repo: str, name: str, flow_run_id: str) -> str:
     return name
 
 
+@task(timeout_seconds=600, cache_policy=NO_CACHE)
+def promote(repo: str, flow_run_id: str) -> str:
+    """Register the export in the MLflow registry and apply the promotion gate (``steps.promote``)."""
+    if not (Path(repo) / PROMOTE[0] / "registry.json").exists():
+        get_run_logger().info("no exported bundle with registry.json in %s: nothing to register", PROMOTE[0])
+        return "skipped"
+    cmd = [sys.executable, "-m", "steps.promote", *PROMOTE]
+    rc, lines = run_logged(cmd, repo, stage_env(flow_run_id))
+    check(cmd, rc, lines)
+    return lines[-1] if lines else ""
+
+
 @flow(name="qslaw")
 def adapt_flow(overrides: dict[str, Scalar] | None = None, repo: str | None = None) -> dict[str, object]:
-    """QSLAW adaptation: every DVC stage in DAG order, then the run saved as a DVC experiment."""
+    """QSLAW adaptation: every DVC stage in DAG order, the run saved as a DVC experiment, then the export
+    registered and gated in the MLflow registry."""
     root = str(Path(repo).resolve() if repo else default_repo())
     params_file = Path(root) / "params.yaml"
     original = params_file.read_bytes()
@@ -145,9 +160,10 @@ def adapt_flow(overrides: dict[str, Scalar] | None = None, repo: str | None = No
         apply_overrides(root, overrides or {})
         ran = [stage for stage in STAGES if repro(stage, root, flow_run.id)]
         experiment = save_experiment(root, experiment_name(flow_run.name, flow_run.id), flow_run.id)
+        promotion = promote(root, flow_run.id)
     finally:
         params_file.write_bytes(original)  # plain code, not a task: it must run even when the flow is cancelled
-    return {"experiment": experiment, "ran": ran}
+    return {"experiment": experiment, "ran": ran, "promotion": promotion}
 
 
 def main(argv: list[str] | None = None) -> None:

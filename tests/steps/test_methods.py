@@ -47,7 +47,8 @@ def outputs(world: tuple[Params, Path]) -> dict[str, Path]:
         warmup.run(p, out / "quantize", root / "prepare", DS_CONFIG, out / "warmup")
         hybrid.run(p, out / "quantize", out / "warmup", root / "prepare", DS_CONFIG, out / "hybrid")
         evaluate.run(p, root / "base", out / "hybrid", root / "prepare", out / "evaluate")
-        export.run(p, root / "base", root / "prepare", out / "hybrid", out / "evaluate", out / "export")
+        result = export.run(p, root / "base", root / "prepare", out / "hybrid", out / "evaluate", out / "export")
+        (out / "export_result.json").write_text(json.dumps(result))
         done[method] = out
     assert not any((root / "checkpoints").rglob("*.safetensors"))  # each stage removed its checkpoints
     return done
@@ -74,6 +75,23 @@ def test_each_method_runs_end_to_end_and_reloads(outputs: dict[str, Path], metho
     assert (out / "export" / "adapter").exists() == (method != "full_ft")
     assert (out / "export" / "gamma.safetensors").exists() == method.startswith("qslaw")
     assert type(model).__name__ in ("PeftModel", "PeftModelForCausalLM", "LlavaForConditionalGeneration")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_merged_checkpoint_loads_in_plain_transformers_and_matches(outputs: dict[str, Path], method: str) -> None:
+    from transformers import LlavaForConditionalGeneration
+
+    merged_dir = outputs[method] / "export" / "merged"
+    config = json.loads((merged_dir / "config.json").read_text())
+    assert "quantization_config" not in config and not (merged_dir / "quant_config.json").exists()
+    model = LlavaForConditionalGeneration.from_pretrained(merged_dir)
+    assert all(type(m).__name__ != "Linear4bit" for m in model.modules())
+    result = report(outputs[method] / "export_result.json")
+    assert result["merged_questions"] == 4
+    # dequantize + merge is exact up to float rounding: the greedy answers agree with the packed model's
+    assert result["merged_identical_outputs"] >= 3, result
+    assert result["merged_acc_change"] == pytest.approx(result["merged_acc"] - result["packed_acc_same_questions"])
+    assert "Merged full-precision checkpoint" in (outputs[method] / "export" / "model_card.md").read_text()
 
 
 def test_weight_formats_follow_the_method(outputs: dict[str, Path]) -> None:
