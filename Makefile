@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := false
 # venv (different source paths) never invalidates it and forces a rebuild (~45 s)
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/$(VENV)/torch_extensions
 
-.PHONY: install run test ui lint bench-quant clean
+.PHONY: install run test ui lint bench-quant promote compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,8 @@ run: install
 	@echo
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m steps.summary artifacts/evaluate/metrics.json
 	@echo
+	@$(BIN)/python -m steps.promote artifacts/export artifacts/evaluate
+	@echo
 	@echo "MLflow runs: sqlite:///$(CURDIR)/mlflow.db  —  browse them with 'make ui' (http://127.0.0.1:5000)"
 
 test: install
@@ -42,6 +44,12 @@ ui: install
 
 lint: install
 	$(BIN)/ruff check .
+
+promote: install
+	$(BIN)/python -m steps.promote artifacts/export artifacts/evaluate
+
+compare: install
+	$(BIN)/python -m steps.compare reports/comparison
 
 bench-quant: install
 	$(BIN)/python -m qslaw.bench.quant
