@@ -63,8 +63,13 @@ class PrepareParams:
     """Which data the pipeline uses and how it is rendered."""
 
     task_source: str = "embedded"
-    """Task data: 'embedded' (the synthetic world), a directory of ScienceQA-schema parquet files, or a hub id
-    (derek-thomas/ScienceQA, online only)."""
+    """Task data: 'embedded' (the synthetic world), a directory of ScienceQA-schema parquet files, a hub id
+    (derek-thomas/ScienceQA, online only), or LLaVA JSONs as a path with '{split}'
+    (.../llava_{split}_QCM-LEA.json, with task_metadata)."""
+    task_metadata: str = ""
+    """ScienceQA's problems.json, for a LLaVA JSON task source (subject, grade, ... by pid)."""
+    task_image_dir: str = ""
+    """Folder the LLaVA JSON's image paths are relative to ('' = images/ beside the JSON)."""
     text_source: str = "embedded"
     """Text corpus: 'embedded', a directory of WikiText parquet or raw text files, or 'name:config' on the hub
     (Salesforce/wikitext:wikitext-2-raw-v1, online only)."""

@@ -27,7 +27,7 @@ def run(params: Params, out_dir: Path) -> dict:
     """Load each source (embedded world or real data), render and write the prepared shards."""
     from qslaw.data import generate_world
     from qslaw.data.prepare import prepare_tables
-    from qslaw.data.sources import SourceError, load_captions, load_task, load_text
+    from qslaw.data.sources import SourceError, load_captions, load_llava_task, load_task, load_text
 
     p = params.prepare
     with tempfile.TemporaryDirectory() as tmp:
@@ -35,7 +35,10 @@ def run(params: Params, out_dir: Path) -> dict:
         if p.uses_embedded:
             generate_world(params.world, world)
         try:
-            task = load_task(str(world / "task") if p.task_source == "embedded" else p.task_source)
+            if p.task_source.endswith(".json"):
+                task = load_llava_task(p.task_source, p.task_metadata, p.task_image_dir)
+            else:
+                task = load_task(str(world / "task") if p.task_source == "embedded" else p.task_source)
             text = load_text(str(world / "corpus") if p.text_source == "embedded" else p.text_source)
             captions = (load_captions(str(world / "captions" / "captions.json"), str(world / "captions" / "images"))
                         if p.caption_source == "embedded" else load_captions(p.caption_source, p.caption_image_dir))

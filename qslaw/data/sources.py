@@ -9,6 +9,11 @@ embedded world and real data share one code path (the embedded world is itself w
   split, named as the hub lays them out (``data/train-00000-of-00001.parquet``) or plainly
   (``train.parquet``); or the hub id when online. Loaded with ``datasets`` (``load_dataset("parquet")``),
   images kept as ``{bytes, path}`` (``Image(decode=False)``), so they are checked, never silently decoded.
+  Or LLaVA's converted ScienceQA (``llava_{split}_QCM-LEA.json`` records ``id``, ``image``,
+  ``conversations``; ``task_source`` holds the path with ``{split}``) together with ScienceQA's
+  ``problems.json`` (``prepare.task_metadata``), which supplies each record's ScienceQA fields (subject,
+  grade, lecture, ...) by its pid, and the image folder the records' ``image`` paths are relative to
+  (``prepare.task_image_dir``); rows come out in the ScienceQA schema, so rendering and scoring are unchanged.
 * text — WikiText raw: a directory of parquet files with a ``text`` column (hub layout
   ``wikitext-2-raw-v1/train-00000-of-00001.parquet`` or ``train.parquet``) or raw text files
   (``wiki.train.raw`` / ``train.txt``, one line per row, blank lines as empty rows, as the hub has
@@ -80,6 +85,47 @@ def load_task(source: str, key: str = "prepare.task_source") -> dict[str, list[d
             if "image" in table.column_names:
                 table = table.cast_column("image", Image(decode=False))
             out[split] = table.to_list()
+    return out
+
+
+LLAVA_SPLITS = {"train": ("train",), "validation": ("val", "validation", "minival"), "test": ("test", "minitest")}
+SCIENCEQA_FIELDS = ("question", "choices", "answer", "hint", "task", "grade", "subject", "topic", "category",
+                    "skill", "lecture", "solution")
+
+
+def load_llava_task(pattern: str, problems_json: str, image_dir: str,
+                    key: str = "prepare.task_source") -> dict[str, list[dict]]:
+    """ScienceQA-schema rows per split from LLaVA's ``llava_{split}_QCM-LEA.json`` files + ``problems.json``."""
+    if "{split}" not in pattern:
+        raise SourceError(f"{key}: a LLaVA JSON source needs '{{split}}' in its path, got {pattern!r}")
+    if not problems_json or not Path(problems_json).is_file():
+        raise SourceError(f"prepare.task_metadata: {problems_json!r} is not ScienceQA's problems.json; a LLaVA "
+                          "JSON lacks subject, grade and the other fields scoring needs")
+    problems = json.loads(Path(problems_json).read_text(encoding="utf-8"))
+    images = Path(image_dir) if image_dir else Path(pattern).parent / "images"
+    out = {}
+    for split, names in LLAVA_SPLITS.items():
+        path = next((Path(pattern.format(split=n)) for n in names if Path(pattern.format(split=n)).is_file()), None)
+        if path is None:
+            raise SourceError(f"{key}: no LLaVA JSON for split {split!r} ({pattern.format(split=names[0])} missing)")
+        rows = []
+        for i, record in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+            pid = str(record.get("id", f"#{i}"))
+            if pid not in problems:
+                raise SourceError(f"prepare.task_metadata: record {pid} of {path.name} has no entry in {problems_json}")
+            meta = problems[pid]
+            missing = [f for f in SCIENCEQA_FIELDS if f not in meta]
+            if missing:
+                raise SourceError(f"prepare.task_metadata: problem {pid} lacks field(s) {missing}")
+            image = None
+            if record.get("image"):
+                file = images / record["image"]
+                if not file.is_file():
+                    raise SourceError(f"{key}: record {pid} references image {record['image']!r}, "
+                                      f"not found under {images}")
+                image = {"bytes": file.read_bytes(), "path": record["image"]}
+            rows.append({"image": image, **{f: meta[f] for f in SCIENCEQA_FIELDS}})
+        out[split] = rows
     return out
 
 

@@ -71,6 +71,9 @@ def test_each_method_runs_end_to_end_and_reloads(outputs: dict[str, Path], metho
     assert metrics["adapted"]["accuracy"]["Avg"] >= 0 and metrics["protocol"]["questions"] == 4
     card = (out / "export" / "model_card.md").read_text()
     assert f"Method `{method}`" in card
+    for field in ("## Base model", "- id: `embedded`", "## Data", "task_train.parquet", "## Evaluation protocol",
+                  "## Metrics", "Language retention", "## Lineage", "git.commit", "pkg.torch", "## Known limitations"):
+        assert field in card, field
     model, _ = load_bundle(out / "export")
     assert (out / "export" / "adapter").exists() == (method != "full_ft")
     assert (out / "export" / "gamma.safetensors").exists() == method.startswith("qslaw")

@@ -13,7 +13,7 @@ import pytest
 from qslaw.config import load_params
 from qslaw.data import WorldSpec, generate_world
 from qslaw.data.prepare import read_rows
-from qslaw.data.sources import SourceError, load_captions, load_task, load_text
+from qslaw.data.sources import SCIENCEQA_FIELDS, SourceError, load_captions, load_llava_task, load_task, load_text
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = WorldSpec(seed=5, n_train=36, n_validation=18, n_test=18, n_captions=6, image_size=32, corpus_words=2000)
@@ -40,7 +40,39 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     captions = root / "LLaVA-Pretrain"
     shutil.copytree(world / "captions" / "images", captions / "picture_store")
     shutil.copy(world / "captions" / "captions.json", captions / "blip_laion_cc_sbu_558k.json")
-    return {"world": world, "sqa": sqa.parent, "wiki": wiki.parent, "raw": raw, "captions": captions}
+    llava, problems = root / "llava", {}
+    for split, name in (("train", "train"), ("validation", "val"), ("test", "test")):
+        records = []
+        for i, row in enumerate(read_rows(world / "task" / f"{split}.parquet")):
+            pid = f"{name}{i}"
+            problems[pid] = {f: (list(row[f]) if f == "choices" else row[f]) for f in SCIENCEQA_FIELDS}
+            problems[pid]["answer"] = int(row["answer"])
+            record = {"id": pid, "conversations": [{"from": "human", "value": row["question"]},
+                                                   {"from": "gpt", "value": row["solution"]}]}
+            if row["image"] is not None:
+                (llava / "images" / pid).mkdir(parents=True)
+                (llava / "images" / pid / "image.png").write_bytes(row["image"]["bytes"])
+                record["image"] = f"{pid}/image.png"
+            records.append(record)
+        llava.mkdir(exist_ok=True)
+        (llava / f"llava_{name}_QCM-LEA.json").write_text(json.dumps(records))
+    (llava / "problems.json").write_text(json.dumps(problems))
+    return {"world": world, "sqa": sqa.parent, "wiki": wiki.parent, "raw": raw, "captions": captions,
+            "llava": llava}
+
+
+def without_image_paths(splits: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    return {s: [{**r, "image": r["image"] and r["image"]["bytes"]} for r in rows] for s, rows in splits.items()}
+
+
+def test_llava_json_with_problems_json_loads_the_scienceqa_rows(real: dict[str, Path]) -> None:
+    llava = real["llava"]
+    rows = load_llava_task(str(llava / "llava_{split}_QCM-LEA.json"), str(llava / "problems.json"), "")
+    assert without_image_paths(rows) == without_image_paths(load_task(str(real["world"] / "task")))
+    with pytest.raises(SourceError, match=r"prepare\.task_metadata: .* is not ScienceQA's problems\.json"):
+        load_llava_task(str(llava / "llava_{split}_QCM-LEA.json"), "", "")
+    with pytest.raises(SourceError, match=r"needs '\{split\}'"):
+        load_llava_task(str(llava / "llava_train_QCM-LEA.json"), str(llava / "problems.json"), "")
 
 
 def test_real_layouts_load_the_same_rows_as_the_world(real: dict[str, Path]) -> None:
