@@ -282,18 +282,26 @@ class ExportParams:
     merged_eval_questions: int = 100
     """Test questions answered by the merged fp checkpoint and the packed model to measure the merge's
     accuracy change (0 = skip the merged checkpoint)."""
-    promote_margin: float = 0.0
-    """Promotion gate: Avg accuracy must be ≥ the champion's + this margin (points)."""
-    promote_ppl_bound: float = 1.5
-    """Promotion gate: perplexity must be ≤ the fp base's × this bound."""
 
     def __post_init__(self) -> None:
         _check(" " not in self.model_name, "model_name", f"must contain no spaces, got {self.model_name!r}")
         _check(self.check_questions >= 1, "check_questions", f"must be >= 1, got {self.check_questions}")
         _check(self.merged_eval_questions >= 0, "merged_eval_questions",
                f"must be >= 0, got {self.merged_eval_questions}")
-        _check(self.promote_margin >= 0, "promote_margin", f"must be >= 0, got {self.promote_margin}")
-        _check(self.promote_ppl_bound >= 1, "promote_ppl_bound", f"must be >= 1, got {self.promote_ppl_bound}")
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    """The registry's promotion gate (``steps.promote``; not a DVC stage)."""
+
+    margin: float = 0.0
+    """Avg accuracy must be ≥ the champion's + this margin (points)."""
+    ppl_bound: float = 1.5
+    """Perplexity must be ≤ the fp base's × this bound."""
+
+    def __post_init__(self) -> None:
+        _check(self.margin >= 0, "margin", f"must be >= 0, got {self.margin}")
+        _check(self.ppl_bound >= 1, "ppl_bound", f"must be >= 1, got {self.ppl_bound}")
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,7 @@ class Params:
     hybrid: HybridParams
     evaluate: EvaluateParams
     export: ExportParams
+    promote: PromoteParams
 
 
 def _type_ok(value: object, annotation: object) -> bool:

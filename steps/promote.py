@@ -9,8 +9,8 @@ Creates a new version of the registered model named in ``registry.json`` (``expo
 and, as tags, the lineage of the export run (git commit, data and params hashes, base model, packages), the
 method and the gate's inputs (Avg accuracy, perplexity, fp-base perplexity). Then
 :func:`qslaw.eval.gate.decide` compares it with the version holding alias ``champion``: it takes
-``champion`` only if Avg ≥ champion's + ``export.promote_margin`` and perplexity ≤ fp base ×
-``export.promote_ppl_bound``; otherwise it takes ``challenger`` and the tag ``qslaw.gate`` (and the printed
+``champion`` only if Avg ≥ champion's + ``promote.margin`` and perplexity ≤ fp base ×
+``promote.ppl_bound``; otherwise it takes ``challenger`` and the tag ``qslaw.gate`` (and the printed
 message) states which condition failed. An export already registered (same export run) is reported, not
 registered twice. Not promoting is a normal outcome (exit 0); a missing export,
 tracking switched off or a registry error exits 1 with the reason.
@@ -69,7 +69,7 @@ def run(params: Params, export_dir: Path, evaluate_dir: Path, client: object | N
                                           tags=tags, description=card)
     champion_avg = float(champion.tags["qslaw.acc_Avg"]) if champion else None
     decision = decide(metrics["acc_Avg"], metrics["perplexity"], metrics["fp_base_perplexity"], champion_avg,
-                      params.export.promote_margin, params.export.promote_ppl_bound)
+                      params.promote.margin, params.promote.ppl_bound)
     client.set_registered_model_alias(name, decision.alias, version.version)
     client.set_model_version_tag(name, version.version, "qslaw.gate", decision.message)
     return {"model": name, "version": version.version, "alias": decision.alias, "message": decision.message,

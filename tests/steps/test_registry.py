@@ -68,8 +68,7 @@ def export_dirs(tmp: Path, client: mlflow.MlflowClient, export_run: str, method:
 def test_gate_promotes_refuses_and_explains_in_the_registry(client: mlflow.MlflowClient, tmp_path: Path) -> None:
     experiment = client.create_experiment("promote-test")
     params = load_params(ROOT / "profiles" / "smoke.yaml")
-    params = dataclasses.replace(params, export=dataclasses.replace(params.export, promote_margin=1.0,
-                                                                    promote_ppl_bound=1.5))
+    params = dataclasses.replace(params, promote=dataclasses.replace(params.promote, margin=1.0, ppl_bound=1.5))
     results = []
     for i, (method, avg, ppl) in enumerate([("qslaw", 40.0, 9.0), ("qlora", 40.5, 9.0), ("lora_fp", 50.0, 12.0),
                                             ("qslaw", 45.0, 8.0)]):

@@ -94,7 +94,9 @@ def test_stages_share_one_parent_and_carry_lineage(repo: Path, monkeypatch: pyte
         assert tags["prefect.flow_run_id"] == "flow-run-1"
         assert {f"pkg.{name}" for name in PACKAGES} <= tags.keys() and tags["pkg.mlflow"] == mlflow.__version__
     prepare, quantize = (c.data for c in children)
-    assert prepare.params == {"prepare.n": "4"} and prepare.metrics == {"rows": 10.0}
+    assert prepare.params == {"prepare.n": "4"} and prepare.metrics["rows"] == 10.0
+    assert set(prepare.metrics) == {"rows", "stage_wall_s", "stage_peak_rss_mib"}  # the stage's cost, logged
+    assert prepare.metrics["stage_peak_rss_mib"] > 10
     assert quantize.params == {"quantize.bits": "4", "quantize.group_size": "128", "quantize.method": "rtn",
                                "quantize.targets": '["q", "k"]'}
     assert quantize.tags["params.hash"] == tracking.params_hash({"quantize": PARAMS["quantize"]})
