@@ -23,15 +23,6 @@ from qslaw.train.loop import LoopSpec, batches, train
 WORKER = Path(__file__).resolve().parents[2] / "support" / "resume_worker.py"
 
 
-@pytest.fixture(autouse=True)
-def _restore_rendezvous_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        present = key in os.environ
-        monkeypatch.setenv(key, os.environ.get(key, ""))
-        if not present:
-            monkeypatch.delenv(key)
-
-
 def test_a_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path: Path) -> None:
     uninterrupted = run_training(tmp_path / "a")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",

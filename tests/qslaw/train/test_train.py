@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from tiny_models import IMAGE_SIZE, IMAGE_TOKEN, N_IMAGE_TOKENS, tiny_llava, tiny_llava_batch
@@ -98,16 +96,6 @@ def test_a_non_finite_loss_stops_naming_the_phase_and_step() -> None:
     with pytest.raises(FloatingPointError, match=r"warmup: loss is nan at step 1"):
         train(model, samples, lambda s: collate(s, 0), [{"params": trainable, "lr": 1e-2}],
               LoopSpec(epochs=1, batch_size=4, desc="warmup"), "infra/deepspeed/zero2.json", progress=False)
-
-
-@pytest.fixture(autouse=True)
-def _restore_rendezvous_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The loop sets RANK/MASTER_PORT for a single process; keep them from leaking into later tests."""
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        present = key in os.environ
-        monkeypatch.setenv(key, os.environ.get(key, ""))  # records the original value (or its absence)
-        if not present:
-            monkeypatch.delenv(key)
 
 
 def test_linear_schedule_places_the_exact_count_and_follows_the_line() -> None:

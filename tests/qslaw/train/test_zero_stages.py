@@ -7,7 +7,6 @@ the engine wiring and optimizer partitioning of each format, not ZeRO-3 sharding
 
 from __future__ import annotations
 
-import os
 import tempfile
 
 import pytest
@@ -21,15 +20,6 @@ from qslaw.train.encode import collate
 from qslaw.train.loop import LoopSpec, train
 
 FORMATS = ("packed_gamma", "requant_gamma", "packed_lora", "bnb_nf4_lora")
-
-
-@pytest.fixture(autouse=True)
-def _restore_rendezvous_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        present = key in os.environ
-        monkeypatch.setenv(key, os.environ.get(key, ""))
-        if not present:
-            monkeypatch.delenv(key)
 
 
 def model_in(fmt: str) -> torch.nn.Module:
