@@ -74,11 +74,11 @@ def phase_mix(params: Params, model: object, processor: object, prepare_dir: Pat
     pad = processor.tokenizer.pad_token_id
     history = train(model, samples, lambda b: collate(b, pad), [{"params": trainable, "lr": h.gamma_lr}],
                     spec, ds_config, order=order, checkpoint=ckpt)
-    stats.update(realised_shares(history, is_text, order, spec))
+    stats.update(realised_shares(is_text, order, spec))
     return history, {**stats, "mix_schedule": h.mix_schedule}
 
 
-def realised_shares(history: list[dict], is_text: list[bool], order: object, spec: object) -> dict:
+def realised_shares(is_text: list[bool], order: object, spec: object) -> dict:
     """Text share of the first and last quarter of the steps of epoch 0, as trained."""
     from qslaw.train.loop import batches
 
