@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from pipelines.workspace import ROOT, make_repo_copy, pipeline_env
+from steps.compare import CATEGORIES, trainable_count
 
-CATEGORIES = ("Avg", "NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12")
 TRAINING_STAGES = ("quantize", "warmup", "hybrid")
 
 
@@ -51,10 +51,6 @@ def stage_costs(repo: Path, since_ms: int) -> dict[str, float]:
             "train_wall_s": sum(r.data.metrics.get("stage_wall_s", 0.0) for r in recent)}
 
 
-def trainable(report: dict) -> int:
-    return sum(v for k, v in report.items() if k.startswith("trainable_")) + report.get("gamma_params", 0)
-
-
 def run_one(repo: Path, method: str, seed: int) -> dict:
     since = int(time.time() * 1000)
     start = time.perf_counter()
@@ -63,7 +59,7 @@ def run_one(repo: Path, method: str, seed: int) -> dict:
     hybrid = json.loads((repo / "artifacts" / "hybrid" / "report.json").read_text())
     return {"method": method, "seed": seed, **{c: metrics["accuracy"][c] for c in CATEGORIES},
             "parse_failure_rate": metrics["parse_failure_rate"], "perplexity": metrics["perplexity"],
-            "trainable_params": trainable(hybrid), "dag_wall_s": time.perf_counter() - start,
+            "trainable_params": trainable_count(hybrid), "dag_wall_s": time.perf_counter() - start,
             **stage_costs(repo, since)}
 
 

@@ -21,11 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from qslaw.config import Params
+from qslaw.eval.scienceqa import CATEGORIES as SCIENCEQA_CATEGORIES
 from qslaw.fsutil import atomic_dir
 from steps.common import StageError, main_guard
 from steps.tracking import EXPERIMENT, repo_root, tracking_uri
 
-CATEGORIES = ("Avg", "NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12")
+CATEGORIES = ("Avg", *SCIENCEQA_CATEGORIES)
+
+
+def trainable_count(report: dict) -> int:
+    """Trained parameters in a hybrid report or its logged metrics: every ``trainable_<group>`` + γ."""
+    return int(sum(v for k, v in report.items() if k.startswith("trainable_")) + report.get("gamma_params", 0))
 
 
 def collect(client: Any, experiment_id: str) -> list[dict]:
@@ -46,8 +52,7 @@ def collect(client: Any, experiment_id: str) -> list[dict]:
             **{c: metrics.get(f"adapted_acc_{c}") for c in CATEGORIES},
             "parse_failure_rate": metrics.get("adapted_parse_failure_rate"),
             "perplexity": metrics.get("adapted_perplexity"), "ppl_ratio": metrics.get("ppl_ratio"),
-            "trainable_params": sum(v for k, v in hybrid.items() if k.startswith("trainable_")) +
-                                hybrid.get("gamma_params", 0),
+            "trainable_params": trainable_count(hybrid),
             "peak_rss_mib": max((c.data.metrics.get("stage_peak_rss_mib", 0.0) for c in children), default=0.0),
             "stages_wall_s": sum(c.data.metrics.get("stage_wall_s", 0.0) for c in children),
         })

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.bench_methods import CATEGORIES, table, trainable
+from pipelines.bench_methods import CATEGORIES, table, trainable_count
 
 
 def row(method: str, seed: int, avg: float) -> dict:
@@ -20,4 +20,4 @@ def test_table_has_a_row_per_method_with_mean_and_sd_over_seeds() -> None:
 
 
 def test_trainable_counts_every_trained_group_and_gamma() -> None:
-    assert trainable({"trainable_lora": 10, "trainable_projector": 5, "gamma_params": 3, "steps_tune": 99}) == 18
+    assert trainable_count({"trainable_lora": 10, "trainable_projector": 5, "gamma_params": 3, "steps_tune": 99}) == 18
