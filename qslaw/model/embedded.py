@@ -7,7 +7,11 @@ How it works
 1. **Tokenizer** (`qslaw.model.tokenizer`): byte-level BPE of `spec.vocab_size` ids trained on the
    corpus + captions, ids 0..3 = `<unk> <s> </s> <image>`, pad = unk, vicuna_v1 chat template.
 2. **LM** (`qslaw.model.pretrain`): a randomly initialised `LlamaForCausalLM` (untied lm_head, as in
-   LLaMA) trained on the corpus, early-stopped on validation perplexity.
+   LLaMA, RoPE base `rope_theta`) into which `qslaw.model.circuits` first writes an induction (copy) circuit
+   and an option-letter lookup circuit (`lm_circuits`; gradient descent does not find them in this budget),
+   then trained on the corpus with `lm_synthetic_share` of each batch repeated-token / lookup rows, the
+   circuits held fixed by gradient masks, early-stopped on validation perplexity. The build report records
+   the circuit probes (`repeat_top1`, `lookup`) at init and after pretraining.
 3. **Tower** (`qslaw.model.contrastive`): a tiny `CLIPVisionModel` and LLaVA's 2-layer GELU projector
    are created inside `LlavaForConditionalGeneration`, the pretrained LM weights are copied in
    (`LlamaForCausalLM.model.* → model.language_model.*`, `lm_head.* → lm_head.*`), and the tower is
@@ -59,24 +63,27 @@ from transformers import (
 
 from qslaw.fsutil import atomic_dir
 from qslaw.model.caption import CaptionResult, CaptionTrainConfig, align_projector, encode_pairs, split_pairs
+from qslaw.model.circuits import SyntheticRows, install_circuits, layout_for, lookup_accuracy, protect, repeat_top1
 from qslaw.model.contrastive import ContrastiveResult, ContrastiveTrainConfig, pretrain_tower
 from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
 from qslaw.model.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
 
 REPORT_NAME = "build_report.json"
-_POSITIVE_FLOATS = ("lm_lr", "tower_lr", "caption_lr")
-_FRACTIONS = ("lm_min_delta", "tower_min_delta", "caption_min_delta")
+_POSITIVE_FLOATS = ("rope_theta", "lm_lr", "tower_lr", "caption_lr")
+_FRACTIONS = ("lm_synthetic_share", "lm_min_delta", "tower_min_delta", "caption_min_delta")
 _NON_NEGATIVE = ("seed", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout")
-_NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _FRACTIONS
+_BOOLS = ("lm_circuits",)
+_NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _FRACTIONS + _BOOLS
 
 
 @dataclass(frozen=True)
 class EmbeddedModelSpec:
     """Sizes and training budget of the embedded base.
 
-    The defaults build in ≈ 236 s on an idle 2-core machine from ~300k corpus words and 2000 pairs
-    (LM 181 s, tower 32 s, projector 19 s); `lm_max_steps` is the lever: the LM memorises the corpus
-    facts only late (4-way fact recognition ≈ 29 % at 320 steps, 70 % at 480, 86-96 % at 640).
+    params.yaml's embedded spec (384 LM steps, 150 tower steps) builds in ≈ 165 s on an idle 2-core machine
+    from ~300k corpus words and 2000 pairs (LM 118 s, tower 20 s, projector 20 s); `lm_max_steps` is the
+    lever: the LM memorises the corpus facts only late (4-way fact recognition ≈ 29 % at 320 steps, 70 % at
+    480, 86-96 % at 640).
     """
 
     seed: int = 0
@@ -93,6 +100,14 @@ class EmbeddedModelSpec:
     """LM attention heads (no GQA); head_dim = hidden_size / heads."""
     max_position_embeddings: int = 1024
     """Longest sequence the LM is configured for (RoPE has no learned positions)."""
+    rope_theta: float = 1e6
+    """RoPE base; 10⁶ keeps the slow half of each head's pairs position-invariant over a prompt (the compiled
+    match heads use them)."""
+    lm_circuits: bool = True
+    """Write the copy and option-letter lookup circuits into the LM's init (`qslaw.model.circuits`); needs
+    >= 3 layers, >= 2 heads and head_dim >= 32."""
+    lm_synthetic_share: float = 0.125
+    """Share of each LM batch replaced by repeated-token and option-lookup rows (`SyntheticRows`)."""
     group_size: int = 128
     """Quantization group size every decoder linear's in_features must be a multiple of."""
     image_size: int = 64
@@ -171,6 +186,9 @@ class EmbeddedModelSpec:
                 _fail(f.name, f"must be > 0, got {value}")
             if f.name in _NON_NEGATIVE and value < 0:
                 _fail(f.name, f"must be >= 0, got {value}")
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, f"must be true or false, got {getattr(self, name)!r}")
         for name in _POSITIVE_FLOATS:
             if not getattr(self, name) > 0:
                 _fail(name, f"must be > 0, got {getattr(self, name)}")
@@ -198,6 +216,11 @@ class EmbeddedModelSpec:
             _fail("vocab_size", f"must hold the 256 byte symbols and 4 specials, got {self.vocab_size}")
         if self.lm_seq_len > self.max_position_embeddings:
             _fail("lm_seq_len", f"exceeds max_position_embeddings {self.max_position_embeddings}")
+        if self.lm_circuits:
+            try:
+                layout_for(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)
+            except ValueError as err:
+                raise ValueError(f"{err} (or set lm_circuits: false)") from None
 
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
@@ -216,7 +239,8 @@ class EmbeddedModelSpec:
 
     def lm_train_config(self) -> LMTrainConfig:
         return LMTrainConfig(self.lm_max_steps, self.lm_batch_size, self.lm_seq_len, self.lm_lr, self.lm_warmup_steps,
-                             self.lm_eval_every, self.lm_patience, self.lm_min_delta, self.lm_val_chunks, self.seed)
+                             self.lm_eval_every, self.lm_patience, self.lm_min_delta, self.lm_val_chunks, self.seed,
+                             self.lm_synthetic_share)
 
     def tower_train_config(self) -> ContrastiveTrainConfig:
         return ContrastiveTrainConfig(self.tower_max_steps, self.tower_batch_size, self.tower_lr, self.tower_eval_every,
@@ -226,6 +250,17 @@ class EmbeddedModelSpec:
         return CaptionTrainConfig(self.caption_max_steps, self.caption_batch_size, self.caption_lr,
                                   self.caption_warmup_steps, self.caption_eval_every, self.caption_patience,
                                   self.caption_min_delta, self.seed)
+
+
+def circuit_probes(lm: nn.Module, tokenizer: PreTrainedTokenizerFast) -> dict:
+    """The LM's in-context copy and option-letter lookup accuracy (`qslaw.model.circuits` probes)."""
+    special = set(tokenizer.all_special_ids)
+    ids = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    was_training = lm.training
+    lm.eval()
+    report = {"repeat_top1": repeat_top1(lm, ids, tokenizer.bos_token_id), "lookup": lookup_accuracy(lm, tokenizer)}
+    lm.train(was_training)
+    return report
 
 
 def _fail(name: str, message: str) -> None:
@@ -240,6 +275,7 @@ def llama_config(spec: EmbeddedModelSpec, tokenizer: PreTrainedTokenizerFast) ->
         num_key_value_heads=spec.num_attention_heads, max_position_embeddings=spec.max_position_embeddings,
         rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta},
     )
 
 
@@ -322,8 +358,18 @@ def build_embedded_base(
         texts = list(corpus_train) + [caption for _, caption in image_captions]
         tokenizer, t_tok = timed(train_tokenizer, texts, spec.vocab_size)
         lm = LlamaForCausalLM(llama_config(spec, tokenizer))
+        circuits, hooks = {}, []
+        if spec.lm_circuits:
+            layout = install_circuits(lm, tokenizer, spec.seed)
+            circuits["init"] = circuit_probes(lm, tokenizer)
+            hooks = protect(lm, layout, tokenizer)
+        synthetic = SyntheticRows(tokenizer, corpus_train, spec.seed).row if spec.lm_synthetic_share else None
         lm_result, t_lm = timed(pretrain_lm, lm, tokenizer, corpus_train, corpus_validation,
-                                spec.lm_train_config(), progress)
+                                spec.lm_train_config(), progress, synthetic)
+        for hook in hooks:
+            hook.remove()
+        if spec.lm_circuits:
+            circuits["pretrained"] = circuit_probes(lm, tokenizer)
         processor = make_processor(tokenizer, spec)
         model = assemble_llava(lm, spec, tokenizer.convert_tokens_to_ids(IMAGE))
         (tower_result, caption_result), t_vision = pretrain_vision(model, processor, image_captions, spec, progress)
@@ -331,7 +377,7 @@ def build_embedded_base(
     report = {
         "spec": asdict(spec), "vocab_size": len(tokenizer), "image_token_index": model.config.image_token_index,
         "num_image_tokens": spec.num_image_tokens(), "params": param_counts(model),
-        "lm": {**asdict(lm_result), "final_val_ppl": lm_result.best_val_ppl},
+        "lm": {**asdict(lm_result), "final_val_ppl": lm_result.best_val_ppl}, "circuits": circuits,
         "tower": asdict(tower_result), "caption": asdict(caption_result), "threads": threads,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "wall_s": {"tokenizer": t_tok, "lm_pretrain": t_lm, **t_vision},

@@ -75,6 +75,8 @@ class LMTrainConfig:
     """Cap on validation chunks per evaluation."""
     seed: int
     """Seed of the chunk order."""
+    synthetic_share: float = 0.0
+    """Share of each batch's rows replaced by synthetic rows when `pretrain_lm` gets a generator."""
 
 
 @dataclass
@@ -176,14 +178,23 @@ def chunk_stream(stream: torch.Tensor, seq_len: int, bos_id: int, offset: int = 
     return torch.cat([torch.full((n, 1), bos_id, dtype=torch.long), rows], dim=1)
 
 
-def batches(stream: torch.Tensor, cfg: LMTrainConfig, bos_id: int) -> Iterator[torch.Tensor]:
-    """Endless `(batch_size, seq_len)` batches: a new random offset and chunk order every epoch."""
+def batches(stream: torch.Tensor, cfg: LMTrainConfig, bos_id: int,
+            synthetic: Callable[[int, int], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+    """Endless `(batch_size, seq_len)` batches: a new random offset and chunk order every epoch.
+
+    With `synthetic` (``row(seq_len, bos_id)``, e.g. `qslaw.model.circuits.SyntheticRows.row`) the first
+    ``round(synthetic_share · batch_size)`` rows of every batch are replaced by its rows.
+    """
     rng = random.Random(cfg.seed)
+    n_synthetic = round(cfg.synthetic_share * cfg.batch_size) if synthetic is not None else 0
     while True:
         chunks = chunk_stream(stream, cfg.seq_len, bos_id, rng.randrange(cfg.seq_len - 1))
         order = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(rng.randrange(2**31)))
         for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-            yield chunks[order[i : i + cfg.batch_size]]
+            batch = chunks[order[i : i + cfg.batch_size]].clone()
+            for r in range(n_synthetic):
+                batch[r] = synthetic(cfg.seq_len, bos_id)
+            yield batch
 
 
 @torch.no_grad()
@@ -209,11 +220,13 @@ def pretrain_lm(
     corpus_validation: list[str],
     cfg: LMTrainConfig,
     progress: bool = True,
+    synthetic: Callable[[int, int], torch.Tensor] | None = None,
 ) -> LMResult:
-    """Train `model` (a LlamaForCausalLM) in place on the corpus; restore its best-validation weights."""
+    """Train `model` (a LlamaForCausalLM) in place on the corpus (plus `synthetic` rows, see `batches`);
+    restore its best-validation weights (validation is corpus text only)."""
     bos = tokenizer.bos_token_id
     val = chunk_stream(encode_corpus(tokenizer, corpus_validation), cfg.seq_len, bos)[: cfg.max_val_chunks]
-    data = batches(encode_corpus(tokenizer, corpus_train), cfg, bos)
+    data = batches(encode_corpus(tokenizer, corpus_train), cfg, bos, synthetic)
     opt = make_optimizer(model.parameters(), cfg.lr)
     result, plateau = LMResult(), Plateau(cfg.patience, cfg.min_delta)
     result.initial_val_ppl = perplexity(model, val, cfg.batch_size)

@@ -27,6 +27,7 @@ TINY = EmbeddedModelSpec(
     vision_num_layers=1, vision_num_heads=2, lm_max_steps=30, lm_batch_size=8, lm_seq_len=64, lm_warmup_steps=5,
     lm_eval_every=10, lm_val_chunks=8, tower_max_steps=6, tower_batch_size=8, tower_eval_every=3,
     caption_max_steps=6, caption_batch_size=8, caption_warmup_steps=2, caption_eval_every=3, caption_holdout=8,
+    lm_circuits=False,  # two layers; the circuits have their own tests (test_circuits.py)
 )
 PROMPT_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
 
