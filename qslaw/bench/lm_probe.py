@@ -28,7 +28,7 @@ from collections import Counter
 
 import torch
 
-from qslaw.model.circuits import lookup_accuracy, repeat_top1
+from qslaw.model.circuits import content_token_ids, lookup_accuracy, repeat_top1
 
 LEADS = {"order": 1, "colour": 3, "count": 2, "animal": 1}
 """Words of the answer given before the content word the model must copy, per item kind."""
@@ -75,10 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = LlavaForConditionalGeneration.from_pretrained(args.base_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.base_dir)
-    special = set(tokenizer.all_special_ids)
-    vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
     # LlavaForConditionalGeneration runs text-only ids through its language model
-    report = {"repeat_top1": repeat_top1(model, vocab, tokenizer.bos_token_id, seed=args.seed),
+    report = {"repeat_top1": repeat_top1(model, content_token_ids(tokenizer), tokenizer.bos_token_id, seed=args.seed),
               "lookup": lookup_accuracy(model, tokenizer),
               "practice": practice_accuracy(model, tokenizer, args.items, args.seed)}
     print(json.dumps(report, indent=1))

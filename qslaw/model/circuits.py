@@ -29,11 +29,11 @@ letter found for this token), ``AN`` (the letter to answer) and ``C`` (a constan
 ``lm_head`` reads ``O`` with the token codes (copying) and the answer letters ``" A"…" E"`` read ``AN``.
 ``rope_theta`` is 10⁶ so the slow half of each head's pairs rotates < 0.3 rad over a 256-token prompt. At init
 the default LM copies repeated random tokens (``repeat_top1`` 0.90) and names the letter of the option a text
-has just mentioned (``lookup_accuracy`` 0.81, chance ≈ 0.32); after pretraining 0.95 and 0.79 (build report). `protect` registers gradient masks that keep the
-compiled rows, the reserved embedding dims, the norms' reserved entries and the letter readout fixed, and
-stops every other head and MLP from writing into the letter subspaces; `SyntheticRows` mixes a share of
-repeated-token and option-lookup rows into pretraining so the rest of the LM learns to use (not overwrite)
-the circuits.
+has just mentioned (``lookup_accuracy`` 0.81, chance ≈ 0.32); after pretraining 0.95 and 0.79 (build report).
+`protect` registers gradient masks that keep the compiled rows, the reserved embedding dims, the norms'
+reserved entries and the letter readout fixed, and stops every other head and MLP from writing into the
+letter subspaces; `SyntheticRows` mixes a share of repeated-token and option-lookup rows into pretraining so
+the rest of the LM learns to use (not overwrite) the circuits.
 """
 
 from __future__ import annotations
@@ -91,10 +91,17 @@ def letter_token_ids(tokenizer: object) -> tuple[list[int], list[int]]:
         a = tokenizer(f"({letter})", add_special_tokens=False).input_ids
         b = tokenizer(f" {letter}", add_special_tokens=False).input_ids
         if len(b) != 1 or tokenizer.convert_tokens_to_ids(letter) not in a:
-            raise ValueError(f"tokenizer: option letter {letter!r} must be its own token in '({letter})' and ' {letter}'")
+            raise ValueError(f"tokenizer: option letter {letter!r} must be its own token in '({letter})' and "
+                             f"' {letter}'")
         inside.append(tokenizer.convert_tokens_to_ids(letter))
         answered.append(b[0])
     return inside, answered
+
+
+def content_token_ids(tokenizer: object) -> torch.Tensor:
+    """Every id of `tokenizer` that is not a special token (what repeated-token rows and probes draw from)."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
 
 
 def _positional(attn: nn.Module, row: int, pairs: list[int], freqs: list[float], scale: float, shift: int,
@@ -123,7 +130,7 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
         q, _ = torch.linalg.qr(torch.randn(cols, rows, generator=g))
         return q.T * math.sqrt(cols / rows)
 
-    T, PV, O, LID, P2, LT, AN = (lay.dims(k) for k in ("T", "PV", "O", "LID", "P2", "LT", "AN"))
+    T, PV, OUT, LID, P2, LT, AN = (lay.dims(k) for k in ("T", "PV", "O", "LID", "P2", "LT", "AN"))
     E = lm.model.embed_tokens.weight
     E.zero_()
     E[:, T] = torch.randn(E.shape[0], n, generator=g)
@@ -151,7 +158,7 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
         l1.q_proj.weight[hd + dim, T] = 1.5 * p1[i]
         l1.k_proj.weight[hd + dim, PV] = 1.5 * p1[i]
     l1.v_proj.weight[0:n, T] = torch.eye(n)
-    l1.o_proj.weight[O, 0:n] = torch.eye(n)
+    l1.o_proj.weight[OUT, 0:n] = torch.eye(n)
     l1.v_proj.weight[hd:hd + m, P2] = torch.eye(m)
     l1.o_proj.weight[LT, hd:hd + m] = torch.eye(m)
     # 2.0 the most recent position that found a letter (recency on one mid pair + typed on ΣLT) -> AN
@@ -162,9 +169,9 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
     l2.o_proj.weight[AN, 0:m] = 4.0 * torch.eye(m)
     W = lm.lm_head.weight
     W.zero_()
-    W[:, O] = E[:, T]
+    W[:, OUT] = E[:, T]
     for r, token in enumerate(answered):
-        W[token, O] = 0
+        W[token, OUT] = 0
         W[token, AN.start + r] = 4.0
     return lay
 
@@ -230,8 +237,7 @@ class SyntheticRows:
     def __init__(self, tokenizer: object, texts: list[str], seed: int) -> None:
         self.tokenizer, self.rng = tokenizer, random.Random(seed)
         self.words = sorted({w for t in texts for w in re.findall(r"[A-Za-z][a-z'-]{2,}", t)})
-        special = set(tokenizer.all_special_ids)
-        self.vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+        self.vocab = content_token_ids(tokenizer)
         self.generator = torch.Generator().manual_seed(seed)
 
     def lookup_block(self) -> str:

@@ -63,7 +63,15 @@ from transformers import (
 
 from qslaw.fsutil import atomic_dir
 from qslaw.model.caption import CaptionResult, CaptionTrainConfig, align_projector, encode_pairs, split_pairs
-from qslaw.model.circuits import SyntheticRows, install_circuits, layout_for, lookup_accuracy, protect, repeat_top1
+from qslaw.model.circuits import (
+    SyntheticRows,
+    content_token_ids,
+    install_circuits,
+    layout_for,
+    lookup_accuracy,
+    protect,
+    repeat_top1,
+)
 from qslaw.model.contrastive import ContrastiveResult, ContrastiveTrainConfig, pretrain_tower
 from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
 from qslaw.model.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
@@ -254,11 +262,10 @@ class EmbeddedModelSpec:
 
 def circuit_probes(lm: nn.Module, tokenizer: PreTrainedTokenizerFast) -> dict:
     """The LM's in-context copy and option-letter lookup accuracy (`qslaw.model.circuits` probes)."""
-    special = set(tokenizer.all_special_ids)
-    ids = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
     was_training = lm.training
     lm.eval()
-    report = {"repeat_top1": repeat_top1(lm, ids, tokenizer.bos_token_id), "lookup": lookup_accuracy(lm, tokenizer)}
+    report = {"repeat_top1": repeat_top1(lm, content_token_ids(tokenizer), tokenizer.bos_token_id),
+              "lookup": lookup_accuracy(lm, tokenizer)}
     lm.train(was_training)
     return report
 

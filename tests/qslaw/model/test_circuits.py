@@ -12,6 +12,7 @@ from transformers import LlamaForCausalLM
 from qslaw.model.circuits import (
     LETTERS,
     SyntheticRows,
+    content_token_ids,
     install_circuits,
     layout_for,
     letter_token_ids,
@@ -39,14 +40,10 @@ def fresh_lm(tokenizer: object, **overrides: object) -> LlamaForCausalLM:
     return LlamaForCausalLM(llama_config(spec, tokenizer)).eval()
 
 
-def vocab(tokenizer: object) -> torch.Tensor:
-    return torch.tensor([i for i in range(len(tokenizer)) if i not in set(tokenizer.all_special_ids)])
-
-
 def test_fresh_lm_cannot_copy_or_look_up_but_compiled_one_can(tokenizer: object) -> None:
     plain, compiled = fresh_lm(tokenizer), fresh_lm(tokenizer)
     install_circuits(compiled, tokenizer)
-    ids, bos = vocab(tokenizer), tokenizer.bos_token_id
+    ids, bos = content_token_ids(tokenizer), tokenizer.bos_token_id
     assert repeat_top1(plain, ids, bos) < 0.05
     assert repeat_top1(compiled, ids, bos) > 0.8
     assert lookup_accuracy(plain, tokenizer) < 0.5  # chance ≈ 0.32
