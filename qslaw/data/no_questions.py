@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 
 from qslaw.data.facts import FOODS, GOODS, KIND_PLURAL, KINDS, KnowledgeBase, fact_keywords, with_article
-from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors
+from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors, strip_article
 
 KIND_LECTURE = ("Scientists sort animals into groups. Fish live in water and breathe with gills. Birds have "
                 "feathers. Mammals have fur and feed their young milk. Reptiles have dry, scaly skin. Insects have "
@@ -62,7 +62,8 @@ def creature_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     question, answer, pool, lecture, solution = {
         "kind": (f"What kind of animal is the {name}?", c.kind, KINDS, KIND_LECTURE,
                  f"The {name} is {with_article(c.kind)}."),
-        "habitat": (f"Where does the {name} live?", c.habitat, ctx.kb.habitats, HABITAT_LECTURE,
+        "habitat": (f"Where does the {name} live?", strip_article(c.habitat),
+                    [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE,
                     f"The {name} lives in {c.habitat}."),
         "food": (f"What does the {name} eat?", c.food, FOODS, FOOD_LECTURE, f"The {name} eats {c.food}."),
     }[relation]
@@ -113,8 +114,8 @@ def country_lookup(rng: random.Random, ctx: TemplateContext) -> Draft:
         question, answer, pool = f"{c.capital} is the capital of which country?", name, countries
         lecture, solution = CAPITAL_LECTURE, f"The capital of {name} is {c.capital}."
     elif form == "country->currency":
-        question, answer = f"What is the currency of {name}?", f"the {c.currency}"
-        pool = [f"the {x.currency}" for x in ctx.kb.countries]
+        question, answer = f"What is the currency of {name}?", c.currency
+        pool = [x.currency for x in ctx.kb.countries]
         lecture, solution = CURRENCY_LECTURE, f"{name} uses the {c.currency} as its money."
     else:
         question, answer, pool = f"Which country uses the {c.currency} as its money?", name, countries
@@ -127,9 +128,10 @@ def country_lookup(rng: random.Random, ctx: TemplateContext) -> Draft:
 def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
     """What a lexicon word means."""
     key, name = _pick(rng, ctx, "word", "meaning")
-    w, pool = ctx.kb.word(name), [x.meaning for x in ctx.kb.words]
-    return _draft(ctx.kb, key, question=f"What does the word '{name}' mean?", answer=w.meaning,
-                  distractors=pick_distractors(rng, pool, w.meaning, 3), subject=LAN, topic="vocabulary",
+    w, pool = ctx.kb.word(name), [strip_article(x.meaning) for x in ctx.kb.words]
+    meaning = strip_article(w.meaning)
+    return _draft(ctx.kb, key, question=f"What does the word '{name}' mean?", answer=meaning,
+                  distractors=pick_distractors(rng, pool, meaning, 3), subject=LAN, topic="vocabulary",
                   category="Word meanings", skill="Recall what a word means", lecture=MEANING_LECTURE,
                   solution=f"The word '{name}' means {w.meaning}.")
 

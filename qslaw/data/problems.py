@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -148,7 +149,28 @@ def finalize(draft: Draft, band: str, context: str, deck: AnswerDeck, rng: rando
     )
 
 
+def option_head(choice: str) -> str:
+    """What tells a choice apart when read from its start: the first word, at most its first three letters."""
+    return choice.split(" ", 1)[0][:3].lower()
+
+
 def pick_distractors(rng: random.Random, pool: list[str] | tuple[str, ...], answer: str, k: int) -> tuple[str, ...]:
-    """``k`` distinct wrong answers from ``pool`` (fewer when the pool is small)."""
+    """``k`` distinct wrong answers from ``pool`` (fewer when the pool is small).
+
+    Choices whose `option_head` differs from the answer's and from each other's come first, so a reader that
+    names an option by how it starts ("(B) Mondays …") is never left with two candidates; only a pool with
+    too few distinct heads tops up with the rest."""
     wrong = sorted({p for p in pool if p != answer})
-    return tuple(rng.sample(wrong, min(k, len(wrong))))
+    rng.shuffle(wrong)
+    heads, picked = {option_head(answer)}, []
+    for p in wrong:
+        if len(picked) < k and option_head(p) not in heads:
+            picked.append(p)
+            heads.add(option_head(p))
+    picked += [p for p in wrong if p not in picked][: k - len(picked)]
+    return tuple(picked)
+
+
+def strip_article(text: str) -> str:
+    """``"the Prath Forest"`` → ``"Prath Forest"``; choices start with the word that tells them apart."""
+    return re.sub(r"^(?:the|a|an|to) ", "", text)

@@ -16,7 +16,8 @@ from PIL import Image
 import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.facts import build_knowledge_base, fact_keywords
-from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
+from qslaw.data.problems import option_head, pick_distractors, strip_article
+from qslaw.data.scenes import COLORS, GRID, POSITIONS, parse_caption, sample_scene
 from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
 
 SPEC = WorldSpec(seed=3, n_train=90, n_validation=36, n_test=72, n_captions=12, image_size=32, corpus_words=5000)
@@ -90,6 +91,37 @@ def test_answers_choices_and_solutions(world: Path) -> None:
             assert row["subject"] in {"natural science", "social science", "language science"}
             assert row["grade"] in {f"grade{g}" for g in range(1, 13)}
             assert all(row[c] for c in ("question", "task", "topic", "category", "skill", "lecture", "solution"))
+
+
+def test_choices_differ_in_how_they_start(world: Path) -> None:
+    """A reader that names an option by its first word is never left with two candidates (sentence choices,
+    which all start "There is a", and the rare pair that cannot differ aside)."""
+    rows = [r for split in SPLITS for r in task_rows(world, split) if r["category"] != "Describing a picture"]
+    clashing = [r for r in rows if len({option_head(c) for c in r["choices"]}) < len(r["choices"])]
+    assert len(clashing) <= 0.01 * len(rows), [r["choices"] for r in clashing[:5]]
+
+
+def test_pick_distractors_prefers_distinct_heads_and_tops_up() -> None:
+    rng = random.Random(0)
+    pool = ["very cold", "very tired", "very old", "small boat", "clay pot", "bright green"]
+    for _ in range(20):
+        picked = pick_distractors(rng, pool, "very slow", 3)
+        assert len(set(picked)) == 3 and "very slow" not in picked
+        assert len({option_head(c) for c in picked} | {"ver"}) == 4
+    assert len(pick_distractors(rng, ["very cold", "very old"], "very slow", 2)) == 2
+    assert [strip_article(t) for t in ("the Prath Forest", "a small boat", "to tie a knot", "Lake Bloosk")] == [
+        "Prath Forest", "small boat", "tie a knot", "Lake Bloosk"]
+
+
+def test_parse_caption_inverts_describe_scene() -> None:
+    rng = random.Random(1)
+    for _ in range(50):
+        scene = sample_scene(rng)
+        assert parse_caption(describe_scene(scene)) == scene
+    with pytest.raises(ValueError, match="caption: unknown attribute"):
+        parse_caption("A huge red circle is in the top left.")
+    with pytest.raises(ValueError, match="caption: no"):
+        parse_caption("Two shapes on a white background.")
 
 
 def test_images_decode_and_contexts_are_disjoint(world: Path) -> None:
@@ -194,7 +226,7 @@ def test_no_context_questions_use_corpus_facts_of_their_own_split() -> None:
     train_facts = {p.keywords for p in problems["train"] if p.context == "NO" and len(p.keywords) > 1}
     for p in problems["test"]:
         if p.context == "NO":
-            assert p.keywords and any(k in p.choices[p.answer] for k in p.keywords)
+            assert p.keywords and any(strip_article(k) in p.choices[p.answer] for k in p.keywords)
             assert len(p.keywords) == 1 or p.keywords not in train_facts
 
 
