@@ -34,6 +34,7 @@ string (which may already contain "<image>") or a list of `{"type": "image"}` / 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -102,6 +103,16 @@ def wrap_tokenizer(raw: Tokenizer) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train the embedded base's tokenizer on `texts`; it has exactly `vocab_size` ids (fewer if the text is tiny)."""
-    return wrap_tokenizer(train_bpe(texts, vocab_size))
+CHAT_SCAFFOLD = f"{VICUNA_SYSTEM} USER: Question?\nContext: N/A\nOptions: ASSISTANT: The answer is"
+"""The fixed words of every prompt and answer (vicuna_v1 template, QCM-LEA), which the corpus never contains."""
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, scaffold_repeats: int = 1000) -> PreTrainedTokenizerFast:
+    """Train the embedded base's tokenizer on `texts`; it has exactly `vocab_size` ids (fewer if the text is tiny).
+
+    The texts are joined by `scaffold_repeats` copies of `CHAT_SCAFFOLD`, so "USER", "ASSISTANT", "Context",
+    "Options" and "answer" become whole tokens as they are in a real LLaMA vocabulary; otherwise they are
+    spelled letter by letter, and "ASSISTANT" and "N/A" put option letters ("A") where no option is.
+    Option markers stay out of the scaffold: ``"(A)"`` keeps its three tokens."""
+    return wrap_tokenizer(train_bpe(itertools.chain(texts, itertools.repeat(CHAT_SCAFFOLD, scaffold_repeats)),
+                                    vocab_size))
