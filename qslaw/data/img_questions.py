@@ -6,12 +6,6 @@ Each template samples a fresh scene and asks about attributes the caption also s
 vision tower pretrained on captions has seen every concept. The question text never reveals the
 answer; the other choices are values that are plausible but false for this scene.
 
-Solutions read the picture the way a caption does: they put a word the question gives right before
-the word it asks for ("the picture shows the red circle top left", "there is a large red square").
-The embedded base's image tokens carry the words of their grid cell (`qslaw.model.visual_words`), and
-its copy circuit recalls, at a word, the other words of the cells that hold it; so the asked word is
-readable at the token just before it, where the model has to say it.
-
 | subject | band  | template                                                          |
 |---------|-------|-------------------------------------------------------------------|
 | NAT     | G1-6  | count the shapes of one kind or one colour                        |
@@ -100,8 +94,7 @@ def compare_sizes(rng: random.Random, ctx: TemplateContext) -> Draft | None:
         question=f"Which shape is {word}, the {_name(first)} or the {_name(second)}?", answer=_name(answer),
         distractors=(_name(other),), subject=NAT, topic="physics", category="Comparing sizes",
         skill="Compare the sizes of objects", lecture=SIZE_LECTURE, scene=scene,
-        solution=f"The picture shows the {_name(a)} {a.size} and the {_name(b)} {b.size}. So the {word} one is the "
-        f"{_name(answer)}.",
+        solution=f"The {_name(a)} is large and the {_name(b)} is small. So the {word} one is the {_name(answer)}.",
     )
 
 
@@ -116,7 +109,7 @@ def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
         question=f"Where is the {_name(obj)} in the picture?", answer=obj.position,
         distractors=pick_distractors(rng, POSITIONS, obj.position, 3), subject=SOC, topic="geography",
         category="Maps and directions", skill="Find where an object is in a picture", lecture=MAP_LECTURE,
-        solution=f"The picture shows the {_name(obj)} {obj.position}.", scene=scene,
+        solution=f"Find the {_name(obj)}. It is in the {obj.position} of the picture.", scene=scene,
     )
 
 
@@ -146,7 +139,7 @@ def relative_position(rng: random.Random, ctx: TemplateContext) -> Draft | None:
         distractors=tuple(f"{w} it" for w in wrong), subject=SOC, topic="geography",
         category="Maps and directions", skill="Describe where objects are relative to each other",
         lecture=MAP_LECTURE, scene=scene,
-        solution=f"The picture shows the {_name(a)} {a.position} and the {_name(b)} {b.position}. "
+        solution=f"The {_name(a)} is in the {a.position} and the {_name(b)} is in the {b.position}. "
         f"So the {_name(a)} is {truth} it.",
     )
 
@@ -156,17 +149,15 @@ def fill_in_word(rng: random.Random, ctx: TemplateContext) -> Draft:
     scene = sample_scene(rng)
     obj = rng.choice(scene.objects)
     if rng.random() < 0.5:
-        text, answer, pool = f"The {obj.size} shape in the {obj.position} is ___.", obj.color, tuple(COLORS)
-        seen = f"a {obj.size} {obj.color} {obj.shape}"
+        text, answer, pool = f"The {obj.shape} in the {obj.position} is ___.", obj.color, tuple(COLORS)
     else:
         text, answer, pool = f"The {obj.color} shape in the {obj.position} is a ___.", obj.shape, SHAPES
-        seen = f"a {obj.color} {obj.shape}"
     return Draft(
         question=f"Complete the sentence about the picture.\n{text}", answer=answer,
         distractors=pick_distractors(rng, pool, answer, 3), subject=LAN, topic="vocabulary",
         category="Describing words", skill="Use a word that describes a picture", task="fill in the blank",
         lecture=SENTENCE_LECTURE, scene=scene,
-        solution=f"In the {obj.position} of the picture there is {seen}. So the missing word is {answer}.",
+        solution=f"In the {obj.position} of the picture there is a {obj.phrase()}. So the missing word is {answer}.",
     )
 
 

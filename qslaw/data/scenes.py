@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import random
-import re
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -139,19 +138,3 @@ def describe_scene(scene: Scene) -> str:
     head = f"There {'is' if n == 1 else 'are'} {n} shape{'' if n == 1 else 's'} on a white background."
     body = " ".join(f"A {o.phrase()} is in the {o.position}." for o in scene.objects)
     return f"{head} {body}"
-
-
-_OBJECT_SENTENCE = re.compile(r"A (\w+) (\w+) (\w+) is in the ([a-z ]+)\.")
-
-
-def parse_caption(caption: str) -> Scene:
-    """The scene a `describe_scene` caption states (its inverse); ValueError naming what does not parse."""
-    objects = []
-    for size, color, shape, position in _OBJECT_SENTENCE.findall(caption):
-        if size not in SIZES or color not in COLORS or shape not in SHAPES or position not in POSITIONS:
-            raise ValueError(f"caption: unknown attribute in 'A {size} {color} {shape} is in the {position}.'")
-        objects.append(SceneObject(shape, color, size, POSITIONS.index(position)))
-    if not objects:
-        raise ValueError(f"caption: no 'A <size> <colour> <shape> is in the <cell>.' sentence in {caption!r}")
-    return Scene(tuple(objects))
-

@@ -17,7 +17,7 @@ import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.facts import build_knowledge_base, fact_keywords
 from qslaw.data.problems import option_head, pick_distractors, strip_article
-from qslaw.data.scenes import COLORS, GRID, POSITIONS, parse_caption, sample_scene
+from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
 from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
 
 SPEC = WorldSpec(seed=3, n_train=90, n_validation=36, n_test=72, n_captions=12, image_size=32, corpus_words=5000)
@@ -111,17 +111,6 @@ def test_pick_distractors_prefers_distinct_heads_and_tops_up() -> None:
     assert len(pick_distractors(rng, ["very cold", "very old"], "very slow", 2)) == 2
     assert [strip_article(t) for t in ("the Prath Forest", "a small boat", "to tie a knot", "Lake Bloosk")] == [
         "Prath Forest", "small boat", "tie a knot", "Lake Bloosk"]
-
-
-def test_parse_caption_inverts_describe_scene() -> None:
-    rng = random.Random(1)
-    for _ in range(50):
-        scene = sample_scene(rng)
-        assert parse_caption(describe_scene(scene)) == scene
-    with pytest.raises(ValueError, match="caption: unknown attribute"):
-        parse_caption("A huge red circle is in the top left.")
-    with pytest.raises(ValueError, match="caption: no"):
-        parse_caption("Two shapes on a white background.")
 
 
 def test_images_decode_and_contexts_are_disjoint(world: Path) -> None:
