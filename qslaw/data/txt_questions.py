@@ -39,7 +39,7 @@ MATERIALS = ("wood", "glass", "metal", "paper", "clay", "wool", "stone", "rubber
 VEHICLES = ("cart", "boat", "sled", "bicycle", "wagon", "raft")
 EVENTS = ("market", "fair", "music night", "boat race", "book swap", "bread sale")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-GOODS = (("apple", "apples"), ("pencil", "pencils"), ("candle", "candles"), ("ribbon", "ribbons"), ("jar", "jars"))
+GOODS = ("apple", "pencil", "candle", "ribbon", "jar")
 ACTIONS = ("washed", "painted", "fixed", "opened", "cleaned", "filled", "packed", "carried", "folded", "sorted")
 THINGS = ("box", "basket", "door", "boat", "jar", "table", "net", "cart", "shelf", "bag")
 DIGITS = tuple(str(n) for n in range(2, 10))
@@ -91,7 +91,7 @@ def read_schedule(rng: random.Random, ctx: TemplateContext) -> Draft:
 def read_price(rng: random.Random, ctx: TemplateContext) -> Draft:
     """Two prices at an invented town's shop; what one good costs."""
     town = invent_word(rng, 2).capitalize() + rng.choice(("ton", "ford"))
-    (one_a, _), (one_b, _) = rng.sample(GOODS, 2)
+    one_a, one_b = rng.sample(GOODS, 2)
     pa, pb = rng.sample(DIGITS, 2)
     asked, price = (one_a, pa) if rng.random() < 0.5 else (one_b, pb)
     return Draft(

@@ -72,6 +72,17 @@ def test_tokenizer_round_trips_and_keeps_image_token(base: tuple[Path, dict], lo
     assert (tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token) == ("<s>", "</s>", "<unk>", "<unk>")
 
 
+def test_tokenizer_keeps_the_chat_scaffold_whole_and_option_markers_apart(base: tuple[Path, dict]) -> None:
+    tok = AutoTokenizer.from_pretrained(base[0])
+    prompt = "the hill. USER: Which one?\nContext: N/A\nOptions: (A) moss (B) seeds ASSISTANT: The answer is B."
+    pieces = [tok.decode([i]) for i in tok(prompt, add_special_tokens=False)["input_ids"]]
+    for word in (" USER", " ASSISTANT", "Context", "Options", " answer"):
+        assert word in pieces, (word, pieces)
+    letter = tok.convert_tokens_to_ids("A")
+    assert tok(prompt, add_special_tokens=False)["input_ids"].count(letter) == 2  # "(A)" and "N/A"; not ASSISTANT
+    assert pieces[pieces.index("(") : pieces.index("(") + 3] == ["(", "A", ")"]
+
+
 def test_chat_template_renders_vicuna_v1() -> None:
     tok = train_tokenizer(["USER: ASSISTANT: hello world"] * 20, 300)
     messages = [{"role": "user", "content": "<image>\nWhat colour?"}, {"role": "assistant", "content": "Red."},
