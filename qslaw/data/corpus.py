@@ -9,7 +9,9 @@ Train holds, in a seeded random order:
   a creature's kind is in its lead, its "Description" section and its habitat overview;
 - lesson articles: every lecture the task problems use, stated three times (its own lesson article, the
   study guide of its subject, and a teaching-notes article), the way a real LLM has read textbooks before
-  it is fine-tuned on ScienceQA's lectures;
+  it is fine-tuned on ScienceQA's lectures; the lesson article and the teaching notes follow a lecture with
+  worked examples, the solutions of training problems that use it, so the LM has read which kind of
+  sentence comes after each lecture (training facts only: no test answer is given away);
 - filler articles (``filler.FILLERS``) until the train split reaches ``words`` words; filler
   restates random facts too.
 Validation and test hold only filler articles drawn from their own random streams (``words // 10``
@@ -24,7 +26,7 @@ Lines follow the wikitext-2-raw-v1 parquet layout, one row per line in column ``
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from qslaw.data.facts import (
     KIND_PLURAL,
@@ -108,19 +110,27 @@ def fact_articles(kb: KnowledgeBase) -> list[Article]:
             + [word_article(kb, w) for w in kb.words] + overview_articles(kb))
 
 
-def lesson_articles(lessons: Sequence[tuple[str, str, str]]) -> list[Article]:
-    """Three statements of each distinct lecture; ``lessons`` holds ``(subject, category, lecture)`` triples."""
+def lesson_articles(lessons: Sequence[tuple[str, str, str]],
+                    examples: Mapping[str, Sequence[str]] | None = None) -> list[Article]:
+    """Three statements of each distinct lecture; ``lessons`` holds ``(subject, category, lecture)`` triples.
+
+    ``examples`` maps a lecture to worked solutions (from training problems): the lesson article lists them
+    and the teaching notes follow the lecture with the first, as a textbook follows a rule with an example.
+    """
+    examples = examples or {}
     firsts: dict[str, tuple[str, str]] = {}
     for subject, category, lecture in lessons:
         firsts.setdefault(lecture, (subject, category))
     articles = [Article(f"Lesson on {category.lower()}", (("", (lecture,)), ("Practice", (
-        f"In {subject} classes, students practise this with questions about {category.lower()}.",)))) for
-        lecture, (subject, category) in firsts.items()]
+        f"In {subject} classes, students practise this with questions about {category.lower()}.",)))
+        + ((("Examples", tuple(examples[lecture])),) if examples.get(lecture) else ()))
+        for lecture, (subject, category) in firsts.items()]
     for subject in sorted({subject for subject, _ in firsts.values()}):
         articles.append(Article(f"Study guide in {subject}", (("", tuple(
             lecture for lecture, (s, _) in firsts.items() if s == subject)),)))
     articles.append(Article("Teaching notes", (("", tuple(
-        f"When a class studies {category.lower()}, the teacher often says: {lecture}"
+        f"When a class studies {category.lower()}, the teacher often says: {lecture} "
+        f"{' '.join(f'For example: {e}' for e in examples.get(lecture, ())[:1])}".rstrip()
         for lecture, (_, category) in firsts.items())),)))
     return articles
 
@@ -145,10 +155,10 @@ def article_lines(article: Article) -> list[str]:
     return rows
 
 
-def build_corpus(kb: KnowledgeBase, seed: int, words: int,
-                 lessons: Sequence[tuple[str, str, str]] = ()) -> dict[str, list[str]]:
+def build_corpus(kb: KnowledgeBase, seed: int, words: int, lessons: Sequence[tuple[str, str, str]] = (),
+                 examples: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """Lines of the train / validation / test corpus (train: ``words`` words at least)."""
-    facts = fact_articles(kb) + lesson_articles(lessons)
+    facts = fact_articles(kb) + lesson_articles(lessons, examples)
     train_rng = sub_rng(seed, "corpus:train")
     train = facts + filler_articles(train_rng, kb, words - sum(a.words() for a in facts))
     train_rng.shuffle(train)

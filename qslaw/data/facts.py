@@ -9,10 +9,12 @@ How it works
 - 72 lexicon words in 24 rhyme groups of 3 (same ending), each a noun, verb or adjective with a
   short meaning (language science).
 A fact is one (entity, relation) pair with a stable key such as ``creature:glorp:habitat``; the
-three words of a rhyme group share one key ``rime:orp``. Each fact key is assigned to exactly one
-task split (60% train, 15% validation, 25% test, per relation), so NO-context questions in the test
-split ask about facts that no training question mentions: the model must recall them from the
-corpus its language model was pretrained on. The corpus states every fact, whatever its split.
+three words of a rhyme group share one key ``rime:orp``. Each entity (a rhyme group with its three
+words counts as one) is assigned, with all its facts, to exactly one task split (60% train, 15%
+validation, 25% test, per entity kind), so NO-context questions in the test split ask about entities
+that no training question mentions: the model must recall their facts from the corpus its language
+model was pretrained on, and cannot tie a question's template to an entity's name it was fine-tuned
+on. The corpus states every fact, whatever its split.
 
 ``phrasings(...)`` functions return several differently worded sentences for a fact; the corpus
 uses them to state each fact several times, and ``Fact.keywords`` lists the words a sentence that
@@ -147,24 +149,26 @@ def _words(rng: random.Random, book: NameBook) -> tuple[Word, ...]:
     return tuple(words)
 
 
-def _fact_keys(kb_parts: tuple[tuple[Creature, ...], tuple[Country, ...], tuple[Word, ...]]) -> list[list[str]]:
+def _fact_groups(kb_parts: tuple[tuple[Creature, ...], tuple[Country, ...], tuple[Word, ...]]) -> list[list[list[str]]]:
+    """Fact keys bundled by entity (a rhyme group's three words and its rime form one bundle), per entity kind."""
     creatures, countries, words = kb_parts
-    groups = [[f"creature:{c.name}:{r}" for c in creatures] for r in ("kind", "habitat", "food")]
-    groups += [[f"country:{c.name}:{r}" for c in countries] for r in ("capital", "currency", "export")]
-    groups += [[f"word:{w.word}:{r}" for w in words] for r in ("pos", "meaning")]
-    groups.append([f"rime:{r}" for r in RIMES])
+    groups = [[[f"creature:{c.name}:{r}" for r in ("kind", "habitat", "food")] for c in creatures],
+              [[f"country:{c.name}:{r}" for r in ("capital", "currency", "export")] for c in countries]]
+    rimes = dict.fromkeys(w.rime for w in words)
+    groups.append([[f"rime:{rime}"] + [f"word:{w.word}:{r}" for w in words if w.rime == rime
+                                       for r in ("pos", "meaning")] for rime in rimes])
     return groups
 
 
-def _assign_splits(rng: random.Random, groups: list[list[str]]) -> dict[str, str]:
+def _assign_splits(rng: random.Random, groups: list[list[list[str]]]) -> dict[str, str]:
     assignment: dict[str, str] = {}
-    for keys in groups:
-        keys = list(keys)
-        rng.shuffle(keys)
+    for bundles in groups:
+        bundles = list(bundles)
+        rng.shuffle(bundles)
         start = 0
         for i, (split, fraction) in enumerate(SPLIT_FRACTIONS):
-            stop = len(keys) if i == len(SPLIT_FRACTIONS) - 1 else start + round(fraction * len(keys))
-            assignment.update({k: split for k in keys[start:stop]})
+            stop = len(bundles) if i == len(SPLIT_FRACTIONS) - 1 else start + round(fraction * len(bundles))
+            assignment.update({k: split for bundle in bundles[start:stop] for k in bundle})
             start = stop
     return assignment
 
@@ -175,7 +179,7 @@ def build_knowledge_base(seed: int) -> KnowledgeBase:
     book = NameBook(rng)
     habitats = tuple(form.format(book.fresh(1).capitalize()) for form in PLACE_FORMS)
     parts = (_creatures(rng, book, habitats), _countries(rng, book), _words(rng, book))
-    return KnowledgeBase(*parts, habitats=habitats, fact_split=_assign_splits(rng, _fact_keys(parts)))
+    return KnowledgeBase(*parts, habitats=habitats, fact_split=_assign_splits(rng, _fact_groups(parts)))
 
 
 def creature_phrasings(c: Creature, relation: str) -> tuple[str, ...]:
@@ -198,7 +202,7 @@ def country_phrasings(c: Country, relation: str) -> tuple[str, ...]:
                 f"The government of {c.name} meets in {c.capital}, its capital.",
                 f"{c.name} has its capital at {c.capital}.")
     if relation == "currency":
-        return (f"The money of {c.name} is the {c.currency}.", f"People in {c.name} pay with the {c.currency}.",
+        return (f"The currency of {c.name} is the {c.currency}.", f"People in {c.name} pay with the {c.currency}.",
                 f"The {c.currency} is the currency of {c.name}.", f"{c.name} uses the {c.currency} as its money.")
     return (f"{c.name} mainly exports {c.export}.", f"The main export of {c.name} is {c.export}.",
             f"Traders from {c.name} sell {c.export} to other countries.", f"{c.name} is known for its {c.export}.")

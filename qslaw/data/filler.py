@@ -13,7 +13,7 @@ templates filled with knowledge-base entities, invented people and random number
   which repeats the passage's or the options' own words (who did what first, which colour, how many,
   which of three named animals). They teach a tiny LM to read its context and copy from it, the skill
   a real LLM brings from pretraining; their names and numbers are random, so no task answer is in them.
-About one sentence in four is a knowledge-base fact in a random phrasing, so facts recur all
+About one sentence in four (``FACT_SHARE``) is a knowledge-base fact in a random phrasing, so facts recur all
 over the corpus, not only in their own articles. Nothing here is asked by a question except through
 those fact sentences.
 """
@@ -34,6 +34,9 @@ EVENTS = ("built new roads", "planted orchards", "held a great festival", "repai
 TERRAINS = ("low green hills", "fields of tall grass", "old pine woods", "rocky valleys", "wide sandy flats")
 WEATHER = ("cool", "misty", "warm", "windy", "bright", "damp", "still", "cold")
 MOODS = ("calm", "cheerful", "strange", "peaceful", "bold", "playful", "quiet")
+FACT_SHARE = 0.25
+"""Share of filler sentences that are a knowledge-base fact (in a random phrasing). Measured: 0.5 leaves the
+base's fact recall where it was (`qslaw.bench.lm_probe`'s recall without word classes: 18.5 % vs 20.4 %)."""
 PLACES = ("near the river", "behind the old mill", "on the hill", "at the edge of the village", "by the well")
 
 
@@ -66,7 +69,7 @@ def random_fact(rng: random.Random, kb: KnowledgeBase) -> str:
 
 def paragraph(rng: random.Random, kb: KnowledgeBase, make: Callable[[], str], n: tuple[int, int] = (3, 6)) -> str:
     """3–6 sentences from ``make``; each is replaced by a random fact with probability 1/4."""
-    return " ".join(random_fact(rng, kb) if rng.random() < 0.25 else make() for _ in range(rng.randint(*n)))
+    return " ".join(random_fact(rng, kb) if rng.random() < FACT_SHARE else make() for _ in range(rng.randint(*n)))
 
 
 def _article(rng: random.Random, kb: KnowledgeBase, title: str, headings: tuple[str, ...],

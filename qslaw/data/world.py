@@ -45,6 +45,10 @@ CELLS = tuple((c, s, b) for c in CONTEXTS for s in SUBJECTS for b in BANDS)
 TEMPLATES: dict[str, dict[tuple[str, str], tuple[Template, ...]]] = {
     "IMG": img_questions.TEMPLATES, "TXT": txt_questions.TEMPLATES, "NO": no_questions.TEMPLATES}
 MAX_TRIES = 500
+WORKED_EXAMPLES = 3
+"""Training solutions per lecture (IMG and TXT lectures: their solutions restate the context) that the corpus's
+lesson articles give as worked examples; a NO solution would plant one memorised fact after its lecture, and the
+fine-tuned 4-layer LM then wrote that sentence for every question of the lecture."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,12 @@ def _write_world(spec: WorldSpec, root: Path) -> dict[str, object]:
     captions = caption_records(spec.seed, spec.n_captions, spec.image_size)
     write_captions(captions, root / "captions")
     lessons = sorted({(p.subject, p.category, p.lecture) for p in problems["train"]})
-    corpus = build_corpus(kb, spec.seed, spec.corpus_words, lessons)
+    examples: dict[str, list[str]] = {}
+    for p in (p for p in problems["train"] if p.context != "NO"):
+        seen = examples.setdefault(p.lecture, [])
+        if len(seen) < WORKED_EXAMPLES and p.solution not in seen:
+            seen.append(p.solution)
+    corpus = build_corpus(kb, spec.seed, spec.corpus_words, lessons, examples)
     (root / "corpus").mkdir()
     for split, lines in corpus.items():
         write_wikitext(lines, root / "corpus" / f"{split}.parquet")

@@ -219,6 +219,50 @@ def test_no_context_questions_use_corpus_facts_of_their_own_split() -> None:
             assert len(p.keywords) == 1 or p.keywords not in train_facts
 
 
+def test_each_entity_and_its_facts_live_in_one_split() -> None:
+    kb = build_knowledge_base(SPEC.seed)
+    split_of: dict[str, set[str]] = {}
+    for key, split in kb.fact_split.items():
+        entity, name, *_ = key.split(":")
+        unit = f"rime:{kb.word(name).rime}" if entity == "word" else f"{entity}:{name}"
+        split_of.setdefault(unit, set()).add(split)
+    assert all(len(splits) == 1 for splits in split_of.values()), split_of
+    assert {s for splits in split_of.values() for s in splits} == set(SPLITS)
+    problems = build_problems(SPEC, kb)
+    names = {c.name for c in kb.creatures} | {c.name for c in kb.countries} | {w.word for w in kb.words}
+
+    def asked(split: str) -> set[str]:
+        return {w.strip("?'") for p in problems[split] if p.context == "NO" for w in p.question.split()} & names
+
+    assert asked("test") and not asked("test") & asked("train")
+
+
+def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) -> None:
+    text = " ".join(pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist())
+    for row in task_rows(world, "test"):
+        if context_type(row) == "NO" and row["category"] != "Rhyming":
+            # the solution is one corpus sentence, and the answer comes after the entity it is about
+            assert row["solution"] in text, row["solution"]
+            assert row["solution"].rstrip(".").endswith(row["choices"][row["answer"]]), row["solution"]
+
+
+def test_lessons_give_worked_examples_from_training_solutions_of_read_contexts(world: Path) -> None:
+    lines = pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist()
+    heads = [i for i, line in enumerate(lines) if line == " = = Examples = = \n"]
+    assert heads
+    examples = set()
+    for i in heads:  # heading, blank row, then one row per example up to the next blank row
+        j = i + 2
+        while j < len(lines) and lines[j]:
+            examples.add(lines[j].strip())
+            j += 1
+    train = {row["solution"]: context_type(row) for row in task_rows(world, "train")}
+    assert examples and examples <= set(train), examples - set(train)
+    assert {train[e] for e in examples} <= {"IMG", "TXT"}
+    held_out = {row["solution"] for split in ("validation", "test") for row in task_rows(world, split)}
+    assert not examples & (held_out - set(train))
+
+
 def test_failed_write_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object) -> None:
         raise OSError("disk full")
