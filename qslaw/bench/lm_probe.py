@@ -12,6 +12,12 @@ How it works
   used): the passage and question, then the answer up to its content word; greedy decoding must continue
   with the passage's word (who did what first, which colour, how many, which animal). Chance is ≈ 1/2 for a
   model that picks one of the two candidates in the passage.
+- ``recall``: every knowledge-base fact as its NO-question solution states it ("The glorp eats", "The capital
+  of Sydym is"); greedy decoding must continue with the fact's value, by relation and for the test split's
+  entities alone. A fine-tuned model answers a NO question by writing that sentence, so this bounds NO.
+  Measured on the default base: 23 % overall; an animal's food 79 %, a word's class 38 %, a capital 25 %, a
+  habitat 19 %, an export 14 %, a currency 8 %, an animal's kind 2 %, a word's meaning 1 %. Food is the one
+  value that follows the entity's last token directly ("eats"), where the compiled previous-token head puts it.
 
 A fine-tuned model can only answer TXT and IMG questions by reading the hint, image or options, so a base
 that fails both probes makes the ScienceQA-style benchmark undiscriminating however long it is tuned. Run::
@@ -65,6 +71,44 @@ def practice_accuracy(lm: torch.nn.Module, tokenizer: object, items: int = 120, 
             **{kind: hits[kind] / counts[kind] for kind in sorted(counts)}}
 
 
+def fact_sentences(kb: object) -> list[tuple[str, str, str, str]]:
+    """``(relation, prefix, value, fact key)`` of every forward fact, worded as the NO solutions word it."""
+    from qslaw.data.facts import with_article
+
+    items = []
+    for c in kb.creatures:
+        items += [("kind", f"The {c.name} is", with_article(c.kind), f"creature:{c.name}:kind"),
+                  ("habitat", f"The {c.name} lives in", c.habitat, f"creature:{c.name}:habitat"),
+                  ("food", f"The {c.name} eats", c.food, f"creature:{c.name}:food")]
+    for c in kb.countries:
+        items += [("capital", f"The capital of {c.name} is", c.capital, f"country:{c.name}:capital"),
+                  ("currency", f"The currency of {c.name} is the", c.currency, f"country:{c.name}:currency"),
+                  ("export", f"{c.name} mainly exports", c.export, f"country:{c.name}:export")]
+    for w in kb.words:
+        items += [("pos", f"The word '{w.word}' is", with_article(w.pos), f"word:{w.word}:pos"),
+                  ("meaning", f"The word '{w.word}' means", w.meaning, f"word:{w.word}:meaning")]
+    return items
+
+
+@torch.inference_mode()
+def recall_accuracy(lm: torch.nn.Module, tokenizer: object, seed: int = 0) -> dict:
+    """Share of facts whose value greedy decoding writes after the solution's prefix, by relation and overall."""
+    from qslaw.data.facts import build_knowledge_base
+
+    kb = build_knowledge_base(seed)
+    hits, counts = Counter(), Counter()
+    for relation, prefix, value, key in fact_sentences(kb):
+        ids = tokenizer(prefix, return_tensors="pt").input_ids
+        target = tokenizer(" " + value, add_special_tokens=False).input_ids
+        out = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(target),
+                          do_sample=False)
+        ok = out[0, ids.shape[1]:].tolist() == target
+        for group in (relation, "total") + (("test",) if kb.fact_split[key] == "test" else ()):
+            counts[group] += 1
+            hits[group] += ok
+    return {group: hits[group] / counts[group] for group in sorted(counts)}
+
+
 def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
@@ -78,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     # LlavaForConditionalGeneration runs text-only ids through its language model
     report = {"repeat_top1": repeat_top1(model, content_token_ids(tokenizer), tokenizer.bos_token_id, seed=args.seed),
               "lookup": lookup_accuracy(model, tokenizer),
-              "practice": practice_accuracy(model, tokenizer, args.items, args.seed)}
+              "practice": practice_accuracy(model, tokenizer, args.items, args.seed),
+              "recall": recall_accuracy(model, tokenizer)}
     print(json.dumps(report, indent=1))
 
 

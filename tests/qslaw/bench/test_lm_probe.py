@@ -2,7 +2,8 @@ from types import SimpleNamespace
 
 import torch
 
-from qslaw.bench.lm_probe import item_kind, repeat_top1
+from qslaw.bench.lm_probe import fact_sentences, item_kind, repeat_top1
+from qslaw.data.facts import build_knowledge_base, fact_keywords
 
 
 class Copier(torch.nn.Module):
@@ -34,3 +35,18 @@ def test_item_kinds_cover_every_practice_form() -> None:
     assert item_kind("Ann has a red box and a blue jar. What colour is the box") == "colour"
     assert item_kind("There are 3 boxes and 4 jars in the hall of Ann. How many jars are there") == "count"
     assert item_kind("Which of these animals lives in the Sool Marsh: the a, the b or the c") == "animal"
+
+
+def test_fact_sentences_are_the_no_solutions_and_the_corpus_first_phrasing() -> None:
+    from qslaw.data.facts import country_phrasings, creature_phrasings, word_phrasings
+
+    kb = build_knowledge_base(0)
+    items = fact_sentences(kb)
+    forward = {k for k in kb.fact_split if not k.startswith("rime:")}
+    assert {key for *_, key in items} == forward and len(items) == len(forward)
+    for relation, prefix, value, key in items:
+        entity, name, _ = key.split(":")
+        record = {"creature": kb.creature, "country": kb.country, "word": kb.word}[entity](name)
+        phrasings = {"creature": creature_phrasings, "country": country_phrasings, "word": word_phrasings}[entity]
+        assert f"{prefix} {value}." == phrasings(record, relation)[0], key
+        assert all(word in f"{prefix} {value}" for word in fact_keywords(kb, key))
