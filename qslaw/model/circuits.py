@@ -16,7 +16,8 @@ The residual stream (width ``d``) gets reserved subspaces: ``T`` (token code, ``
 embedding dims), ``PV`` (previous token's code), ``O`` (copied code, read by ``lm_head``), ``LID`` (one dim per
 option letter A–E, set only in those letters' embeddings), ``P2`` (the letter three tokens back), ``LT`` (the
 letter found for this token), ``AN`` (the letter to answer) and ``C`` (a constant, the last dim). With
-``n = min(head_dim, (d - 21) // 3)`` the default 256-wide LM uses ``n = 64``. Heads 0-1 of layers 0-2 are set:
+``n = min(head_dim, (d - 21) // 3)`` the default 256-wide LM uses ``n = 64``. Heads 0-1 of layers 0-2 and head 2
+of layer 1 are set:
 
 | layer.head | query · key (RoPE pairs)                              | value → out  | does                         |
 |------------|-------------------------------------------------------|--------------|------------------------------|
@@ -24,8 +25,14 @@ letter found for this token), ``AN`` (the letter to answer) and ``C`` (a constan
 | 0.1        | C · R(3)C (peak at Δ = −3)                             | LID → P2     | "(X) w": letter of option word |
 | 1.0        | P·T · P·PV on the slow (position-invariant) pairs      | T → O        | induction: copy what followed |
 | 1.1        | P'·T · P'·PV, slow pairs                               | P2 → LT      | letter of this token's option |
+| 1.2        | C · ΣP2 on the slowest pair (position-invariant)       | PV → O (×¾)  | favour the options' words     |
 | 2.0        | C · C on one mid pair (recency) + C · ΣLT (typed)      | LT → AN      | letter of the latest match    |
 
+Head 1.2 attends to the token after each option's first word (where 0.1 put the option's letter and 0.0 the
+word's code) and writes a share of those codes into ``O``, so wherever the model writes, the options' words get
+part of a copy's logit. A fine-tuned model recalls a NO answer from memory as one sentence ("The capital of Sydym
+is …"); the base's memory alone writes the right value there for 40 % of the test questions and some option for
+53 %; with head 1.2, 53 % and 71 % (`option_boost` in the build report measures the margin).
 ``lm_head`` reads ``O`` with the token codes (copying) and the answer letters ``" A"…" E"`` read ``AN``.
 ``rope_theta`` is 10⁶ so the slow half of each head's pairs rotates < 0.3 rad over a 256-token prompt. At init
 the default LM copies repeated random tokens (``repeat_top1`` 0.90) and names the letter of the option a text
@@ -48,6 +55,14 @@ from torch import nn
 
 LETTERS = "ABCDE"
 """Option letters the lookup circuit knows (ScienceQA has at most 5 choices)."""
+
+
+OPTION_SHARPNESS = 1.3
+"""Query/key weight of head 1.2 (option first words): their score exceeds a plain token's by about 10."""
+OPTION_GAIN = 0.75
+"""Head 1.2's write into ``O``: spread over the options, each gets a fraction of a copied token's logit."""
+COMPILED_HEADS_L1 = 3
+"""Layer 1's compiled heads: induction, option-letter lookup, option first words."""
 
 
 @dataclass(frozen=True)
@@ -138,10 +153,10 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
     for r, i in enumerate(inside):
         E[i, LID.start + r] = 2.0
     l0, l1, l2 = (lm.model.layers[i].self_attn for i in range(3))
-    for a in (l0, l1, l2):
+    for a, heads in ((l0, 2), (l1, COMPILED_HEADS_L1), (l2, 2)):
         for w in (a.q_proj, a.k_proj, a.v_proj):
-            w.weight[: 2 * hd] = 0
-        a.o_proj.weight[:, : 2 * hd] = 0
+            w.weight[: heads * hd] = 0
+        a.o_proj.weight[:, : heads * hd] = 0
     # 0.0 previous token -> PV ; 0.1 the token three back (an option's letter, seen from its first word) -> P2
     _positional(l0, 0, fast, freqs, 3.0, 1, c, half)
     l0.v_proj.weight[0:n, T] = torch.eye(n)
@@ -161,6 +176,14 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
     l1.o_proj.weight[OUT, 0:n] = torch.eye(n)
     l1.v_proj.weight[hd:hd + m, P2] = torch.eye(m)
     l1.o_proj.weight[LT, hd:hd + m] = torch.eye(m)
+    # 1.2 every option's first word (the key just after it carries its letter in P2 and the word in PV) -> O:
+    # the options get a share of a copy's logit wherever the model writes, so a value recalled weakly from
+    # memory is written as the option it is closest to
+    for q in (2 * hd + half - 1, 3 * hd - 1):  # both halves of the slowest pair: the score barely depends on distance
+        l1.q_proj.weight[q, c] = OPTION_SHARPNESS
+        l1.k_proj.weight[q, P2] = OPTION_SHARPNESS
+    l1.v_proj.weight[2 * hd:2 * hd + n, PV] = torch.eye(n)
+    l1.o_proj.weight[OUT, 2 * hd:2 * hd + n] = OPTION_GAIN * torch.eye(n)
     # 2.0 the most recent position that found a letter (recency on one mid pair + typed on ΣLT) -> AN
     _positional(l2, 0, [recency], freqs, 2.0, 0, c, half)
     l2.q_proj.weight[slow[-1], c] = 12.0
@@ -179,10 +202,10 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
 def protect(lm: nn.Module, lay: Layout, tokenizer: object) -> list:
     """Gradient masks that keep the compiled circuits fixed while the rest of the LM trains; returns the hooks.
 
-    Frozen: heads 0-1 of layers 0-2, every embedding dim but the token code, the letter readout of ``lm_head``
-    and the norms' entries on the letter subspaces and the constant. Zeroed and frozen: what any other head or
-    MLP writes into the letter subspaces, so nothing the LM learns can overwrite them. Remove the hooks
-    (``h.remove()``) after pretraining; later stages train the weights as usual.
+    Frozen: heads 0-1 of layers 0-2 and head 2 of layer 1, every embedding dim but the token code, the letter
+    readout of ``lm_head`` and the norms' entries on the letter subspaces and the constant. Zeroed and frozen:
+    what any other head or MLP writes into the letter subspaces, so nothing the LM learns can overwrite them.
+    Remove the hooks (``h.remove()``) after pretraining; later stages train the weights as usual.
     """
     hd, letters = lay.head_dim, lay.dims("letters")
     _, answered = letter_token_ids(tokenizer)
@@ -194,12 +217,13 @@ def protect(lm: nn.Module, lay: Layout, tokenizer: object) -> list:
     with torch.no_grad():
         for i, layer in enumerate(lm.model.layers):
             a = layer.self_attn
-            compiled = slice(0, 2 * hd) if i < 3 else slice(0, 0)
+            heads = (COMPILED_HEADS_L1 if i == 1 else 2) if i < 3 else 0
+            compiled = slice(0, heads * hd)
             for w in (a.q_proj, a.k_proj, a.v_proj):
                 mask = torch.ones_like(w.weight)
                 mask[compiled] = 0
                 keep(w.weight, mask)
-            others = slice(2 * hd, None) if i < 3 else slice(0, None)
+            others = slice(heads * hd, None)
             a.o_proj.weight[letters, others] = 0
             mask = torch.ones_like(a.o_proj.weight)
             mask[:, compiled] = 0
@@ -295,3 +319,23 @@ def lookup_accuracy(lm: nn.Module, tokenizer: object, items: int = 100, seed: in
         logits = lm(input_ids=ids).logits[0, -1]
         hits += max(range(k), key=lambda i: logits[answered[i]]) == answer
     return hits / items
+
+
+@torch.no_grad()
+def option_boost(lm: nn.Module, tokenizer: object, items: int = 50, seed: int = 0) -> float:
+    """Mean logit margin of the options' first tokens over the other option words' first tokens, at the end of
+    "Options: … ASSISTANT: … The answer is": how much head 1.2 (with whatever the LM learned around it)
+    favours words the options offer. ≈ 0 for an LM that ignores the options."""
+    rng, total = random.Random(seed), 0.0
+    firsts = {w: tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in LOOKUP_WORDS}
+    for _ in range(items):
+        k = rng.randint(2, 5)
+        words = rng.sample(LOOKUP_WORDS, k)
+        shown = {firsts[w] for w in words}
+        others = sorted({firsts[w] for w in LOOKUP_WORDS} - shown)
+        options = " ".join(f"({LETTERS[i]}) {w}" for i, w in enumerate(words))
+        ids = tokenizer(f"Which one?\nContext: N/A\nOptions: {options} ASSISTANT: The answer is",
+                        return_tensors="pt").input_ids
+        logits = lm(input_ids=ids).logits[0, -1]
+        total += float(logits[sorted(shown)].mean() - logits[others].mean())
+    return total / items

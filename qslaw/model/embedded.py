@@ -11,7 +11,7 @@ How it works
    and an option-letter lookup circuit (`lm_circuits`; gradient descent does not find them in this budget),
    then trained on the corpus with `lm_synthetic_share` of each batch repeated-token / lookup rows, the
    circuits held fixed by gradient masks, early-stopped on validation perplexity. The build report records
-   the circuit probes (`repeat_top1`, `lookup`) at init and after pretraining.
+   the circuit probes (`repeat_top1`, `lookup`, `option_boost`) at init and after pretraining.
 3. **Tower** (`qslaw.model.contrastive`): a tiny `CLIPVisionModel` and LLaVA's 2-layer GELU projector
    are created inside `LlavaForConditionalGeneration`, the pretrained LM weights are copied in
    (`LlamaForCausalLM.model.* → model.language_model.*`, `lm_head.* → lm_head.*`), and the tower is
@@ -69,6 +69,7 @@ from qslaw.model.circuits import (
     install_circuits,
     layout_for,
     lookup_accuracy,
+    option_boost,
     protect,
     repeat_top1,
 )
@@ -265,7 +266,7 @@ def circuit_probes(lm: nn.Module, tokenizer: PreTrainedTokenizerFast) -> dict:
     was_training = lm.training
     lm.eval()
     report = {"repeat_top1": repeat_top1(lm, content_token_ids(tokenizer), tokenizer.bos_token_id),
-              "lookup": lookup_accuracy(lm, tokenizer)}
+              "lookup": lookup_accuracy(lm, tokenizer), "option_boost": option_boost(lm, tokenizer)}
     lm.train(was_training)
     return report
 

@@ -10,6 +10,7 @@ from standin_world import standin_corpus
 from transformers import LlamaForCausalLM
 
 from qslaw.model.circuits import (
+    COMPILED_HEADS_L1,
     LETTERS,
     SyntheticRows,
     content_token_ids,
@@ -17,6 +18,7 @@ from qslaw.model.circuits import (
     layout_for,
     letter_token_ids,
     lookup_accuracy,
+    option_boost,
     protect,
     repeat_top1,
 )
@@ -45,9 +47,24 @@ def test_fresh_lm_cannot_copy_or_look_up_but_compiled_one_can(tokenizer: object)
     install_circuits(compiled, tokenizer)
     ids, bos = content_token_ids(tokenizer), tokenizer.bos_token_id
     assert repeat_top1(plain, ids, bos) < 0.05
-    assert repeat_top1(compiled, ids, bos) > 0.8
+    # an option letter in a random row looks like an option to head 1.2, which then favours a random word
+    inside, _ = letter_token_ids(tokenizer)
+    no_letters = ids[~torch.isin(ids, torch.tensor(inside))]
+    assert repeat_top1(compiled, no_letters, bos) > 0.8
+    assert repeat_top1(compiled, ids, bos) > 0.6
     assert lookup_accuracy(plain, tokenizer) < 0.5  # chance ≈ 0.32
     assert lookup_accuracy(compiled, tokenizer) > 0.55  # 0.63 with this 512-id tokenizer, 0.81 with the default one
+
+
+def test_option_head_favours_the_words_the_options_offer(tokenizer: object) -> None:
+    plain, compiled = fresh_lm(tokenizer), fresh_lm(tokenizer)
+    layout = install_circuits(compiled, tokenizer)
+    boost = option_boost(compiled, tokenizer)
+    assert abs(option_boost(plain, tokenizer)) < 0.5
+    with torch.no_grad():
+        hd = layout.head_dim
+        compiled.model.layers[1].self_attn.o_proj.weight[:, 2 * hd:3 * hd] = 0
+    assert boost > 2.0 and option_boost(compiled, tokenizer) < boost / 2
 
 
 def test_protect_keeps_the_circuits_through_training_and_lets_the_rest_learn(tokenizer: object) -> None:
@@ -65,10 +82,11 @@ def test_protect_keeps_the_circuits_through_training_and_lets_the_rest_learn(tok
     after = lm.state_dict()
     hd, letters = layout.head_dim, layout.dims("letters")
     for i in range(3):
+        heads = COMPILED_HEADS_L1 if i == 1 else 2
         for name in ("q_proj", "k_proj", "v_proj"):
             key = f"model.layers.{i}.self_attn.{name}.weight"
-            assert torch.equal(after[key][: 2 * hd], before[key][: 2 * hd]), key
-            assert not torch.equal(after[key][2 * hd:], before[key][2 * hd:]), key
+            assert torch.equal(after[key][: heads * hd], before[key][: heads * hd]), key
+            assert not torch.equal(after[key][heads * hd:], before[key][heads * hd:]), key
     for i in range(4):
         assert torch.equal(after[f"model.layers.{i}.mlp.down_proj.weight"][letters], torch.zeros_like(
             after[f"model.layers.{i}.mlp.down_proj.weight"][letters]))
