@@ -14,7 +14,9 @@ Every question asks forward (entity -> value), the direction in which the corpus
 "reversal curse", Berglund et al. 2023), and the 4-layer base measured so: inverse questions ("Which of
 these animals is a reptile?", "Which country uses the foorn?") and alphabetical order scored at or below
 chance after fine-tuning, and a benchmark at chance cannot tell methods apart. The solution states the
-fact in the corpus's own first phrasing, right after a lecture that is only used for that relation.
+fact in the corpus's own first phrasing, right after a lecture that is only used for that relation. No
+lecture names an answer value ("Some eat seeds, leaves or roots" did): the compiled copy and option heads
+would favour the value the lecture named last, and the letter lookup would take its option's letter.
 
 | subject | band  | templates                                                 |
 |---------|-------|-----------------------------------------------------------|
@@ -33,16 +35,13 @@ import random
 from qslaw.data.facts import FOODS, GOODS, KINDS, MEANINGS, KnowledgeBase, fact_keywords, with_article
 from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors, strip_article
 
-KIND_LECTURE = ("Scientists sort animals into groups. Fish live in water and breathe with gills. Birds have "
-                "feathers. Mammals have fur and feed their young milk. Reptiles have dry, scaly skin. Insects have "
-                "six legs. Amphibians live in water when young and on land as adults.")
+KIND_LECTURE = "Scientists sort animals into groups by the features of their bodies."
 HABITAT_LECTURE = "A habitat is the place where an animal lives and finds its food and shelter."
-FOOD_LECTURE = ("Animals get energy from their food. Some eat parts of plants, such as seeds, leaves or roots; "
-                "others eat animals, such as insects, worms or small fish.")
+FOOD_LECTURE = "Animals get energy from their food. Some eat parts of plants; others eat other animals."
 CAPITAL_LECTURE = "A capital is the city where the government of a country meets."
 CURRENCY_LECTURE = "A currency is the kind of money that people use in a country."
 EXPORT_LECTURE = "An export is a good that a country sells to other countries."
-POS_LECTURE = "A noun names a person, place or thing. A verb tells what someone does. An adjective describes a noun."
+POS_LECTURE = "Every word belongs to a word class, which tells how the word is used in a sentence."
 MEANING_LECTURE = "A dictionary tells what words mean. Knowing what a word means helps you understand a text."
 RHYME_LECTURE = "Words rhyme when they end with the same sound, like cat and hat."
 

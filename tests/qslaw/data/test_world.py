@@ -246,6 +246,13 @@ def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) ->
             assert row["solution"].rstrip(".").endswith(row["choices"][row["answer"]]), row["solution"]
 
 
+def test_no_context_lectures_name_no_choice() -> None:
+    problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
+    for p in (p for rows in problems.values() for p in rows if p.context == "NO"):
+        words = set(p.lecture.lower().replace(",", " ").replace(".", " ").replace(";", " ").split())
+        assert not [c for c in p.choices if c.lower() in words], (p.lecture, p.choices)
+
+
 def test_lessons_give_worked_examples_from_training_solutions_of_read_contexts(world: Path) -> None:
     lines = pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist()
     heads = [i for i, line in enumerate(lines) if line == " = = Examples = = \n"]
