@@ -1,4 +1,4 @@
-"""Can a built base LM read its context? Two copy probes that print figures (a benchmark, not a test).
+"""Can a built base LM read its context and recall its facts? Probes that print figures (a benchmark, not a test).
 
 How it works
 ------------
@@ -14,13 +14,14 @@ How it works
   model that picks one of the two candidates in the passage.
 - ``recall``: every knowledge-base fact as its NO-question solution states it ("The glorp eats", "The capital
   of Sydym is"); greedy decoding must continue with the fact's value, by relation and for the test split's
-  entities alone. A fine-tuned model answers a NO question by writing that sentence, so this bounds NO.
-  Measured on the default base: 23 % overall; an animal's food 79 %, a word's class 38 %, a capital 25 %, a
-  habitat 19 %, an export 14 %, a currency 8 %, an animal's kind 2 %, a word's meaning 1 %. Food is the one
-  value that follows the entity's last token directly ("eats"), where the compiled previous-token head puts it.
+  entities alone. A fine-tuned model answers a NO question by writing that sentence, so this is what its memory alone
+  gives NO (the options in the prompt help beyond it: head 1.2 of `qslaw.model.circuits`).
+  Measured on the default base: 17 % overall; a capital 69 %, a word's class 38 %, an animal's food 19 %, an
+  export 14 %, a currency 6 %, a habitat, an animal's kind or a word's meaning at most 1 %. Which relations the
+  LM learns changes from build to build (a base of the same size with other lectures: food 79 %, capital 25 %).
 
 A fine-tuned model can only answer TXT and IMG questions by reading the hint, image or options, so a base
-that fails both probes makes the ScienceQA-style benchmark undiscriminating however long it is tuned. Run::
+that fails both copy probes makes the ScienceQA-style benchmark undiscriminating however long it is tuned. Run::
 
     python -m qslaw.bench.lm_probe artifacts/base [--items 120] [--seed 987]
 """

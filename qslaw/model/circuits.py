@@ -32,7 +32,8 @@ Head 1.2 attends to the token after each option's first word (where 0.1 put the 
 word's code) and writes a share of those codes into ``O``, so wherever the model writes, the options' words get
 part of a copy's logit. A fine-tuned model recalls a NO answer from memory as one sentence ("The capital of Sydym
 is …"); the base's memory alone writes the right value there for 40 % of the test questions and some option for
-53 %; with head 1.2, 53 % and 71 % (`option_boost` in the build report measures the margin).
+53 %; a base built with head 1.2 on the same world, 53 % and 71 % (`option_boost` in the build report
+measures the margin; after pretraining it reads ≈ 0 at "The answer is", the LM having learned to discount it there).
 ``lm_head`` reads ``O`` with the token codes (copying) and the answer letters ``" A"…" E"`` read ``AN``.
 ``rope_theta`` is 10⁶ so the slow half of each head's pairs rotates < 0.3 rad over a 256-token prompt. At init
 the default LM copies repeated random tokens (``repeat_top1`` 0.90) and names the letter of the option a text
