@@ -9,9 +9,10 @@ Train holds, in a seeded random order:
   a creature's kind is in its lead, its "Description" section and its habitat overview;
 - lesson articles: every lecture the task problems use, stated three times (its own lesson article, the
   study guide of its subject, and a teaching-notes article), the way a real LLM has read textbooks before
-  it is fine-tuned on ScienceQA's lectures; the lesson article and the teaching notes follow a lecture with
-  worked examples, the solutions of training problems that use it, so the LM has read which kind of
-  sentence comes after each lecture (training facts only: no test answer is given away);
+  it is fine-tuned on ScienceQA's lectures; the lesson article and the teaching notes follow an IMG or TXT
+  lecture with worked examples, the solutions of training problems that use it, so the LM has read which
+  kind of sentence comes after it (training problems only: no test answer is given away; NO lectures get
+  none, see ``world.WORKED_EXAMPLES``);
 - filler articles (``filler.FILLERS``) until the train split reaches ``words`` words; filler
   restates random facts too.
 Validation and test hold only filler articles drawn from their own random streams (``words // 10``
