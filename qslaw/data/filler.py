@@ -68,7 +68,7 @@ def random_fact(rng: random.Random, kb: KnowledgeBase) -> str:
 
 
 def paragraph(rng: random.Random, kb: KnowledgeBase, make: Callable[[], str], n: tuple[int, int] = (3, 6)) -> str:
-    """3–6 sentences from ``make``; each is replaced by a random fact with probability 1/4."""
+    """3–6 sentences from ``make``; each is replaced by a random fact with probability ``FACT_SHARE``."""
     return " ".join(random_fact(rng, kb) if rng.random() < FACT_SHARE else make() for _ in range(rng.randint(*n)))
 
 

@@ -62,8 +62,8 @@ OPTION_SHARPNESS = 1.3
 """Query/key weight of head 1.2 (option first words): their score exceeds a plain token's by about 10."""
 OPTION_GAIN = 0.75
 """Head 1.2's write into ``O``: spread over the options, each gets a fraction of a copied token's logit."""
-COMPILED_HEADS_L1 = 3
-"""Layer 1's compiled heads: induction, option-letter lookup, option first words."""
+COMPILED_HEADS = (2, 3, 2)
+"""Compiled heads (the first ones) of layers 0, 1, 2; layer 1's third is head 1.2 (option first words)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def install_circuits(lm: nn.Module, tokenizer: object, seed: int = 0) -> Layout:
     for r, i in enumerate(inside):
         E[i, LID.start + r] = 2.0
     l0, l1, l2 = (lm.model.layers[i].self_attn for i in range(3))
-    for a, heads in ((l0, 2), (l1, COMPILED_HEADS_L1), (l2, 2)):
+    for a, heads in zip((l0, l1, l2), COMPILED_HEADS, strict=True):
         for w in (a.q_proj, a.k_proj, a.v_proj):
             w.weight[: heads * hd] = 0
         a.o_proj.weight[:, : heads * hd] = 0
@@ -218,7 +218,7 @@ def protect(lm: nn.Module, lay: Layout, tokenizer: object) -> list:
     with torch.no_grad():
         for i, layer in enumerate(lm.model.layers):
             a = layer.self_attn
-            heads = (COMPILED_HEADS_L1 if i == 1 else 2) if i < 3 else 0
+            heads = COMPILED_HEADS[i] if i < len(COMPILED_HEADS) else 0
             compiled = slice(0, heads * hd)
             for w in (a.q_proj, a.k_proj, a.v_proj):
                 mask = torch.ones_like(w.weight)

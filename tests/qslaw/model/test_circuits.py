@@ -10,7 +10,7 @@ from standin_world import standin_corpus
 from transformers import LlamaForCausalLM
 
 from qslaw.model.circuits import (
-    COMPILED_HEADS_L1,
+    COMPILED_HEADS,
     LETTERS,
     SyntheticRows,
     content_token_ids,
@@ -82,7 +82,7 @@ def test_protect_keeps_the_circuits_through_training_and_lets_the_rest_learn(tok
     after = lm.state_dict()
     hd, letters = layout.head_dim, layout.dims("letters")
     for i in range(3):
-        heads = COMPILED_HEADS_L1 if i == 1 else 2
+        heads = COMPILED_HEADS[i]
         for name in ("q_proj", "k_proj", "v_proj"):
             key = f"model.layers.{i}.self_attn.{name}.weight"
             assert torch.equal(after[key][: heads * hd], before[key][: heads * hd]), key
