@@ -3,8 +3,12 @@
 How it works
 ------------
 A template picks a fact key from the knowledge base among those assigned to the split being
-written (``KnowledgeBase.facts_in``), asks for the fact's value and offers wrong values drawn from the
-rest of the knowledge base. There is no hint and no image: a model answers from what its language
+written (``KnowledgeBase.facts_in``), asks for the fact's value and offers wrong values. Where every entity
+has its own value (capital, currency, meaning, the words of a rhyme group) the wrong values belong to entities
+of the same split: otherwise a test answer would appear in training questions only as a wrong option, and the
+fine-tuned model learned to avoid it (measured: word meanings 11-19 % and rhymes 17 % on 4 options, below
+chance). Shared values (kind, food, habitat, export, word class) are right in some questions of every split.
+There is no hint and no image: a model answers from what its language
 model memorised from the corpus. Because every fact key lives in one split, a test question never asks
 about a fact that a training question has shown. ``Draft.keywords`` carries the words of the stated
 fact, so tests can check that the corpus states it.
@@ -52,6 +56,11 @@ def _pick(rng: random.Random, ctx: TemplateContext, entity: str, relation: str =
     return key, key.split(":")[1]
 
 
+def _split_names(ctx: TemplateContext, entity: str, relation: str) -> list[str]:
+    """Names of the ``entity`` kind whose ``relation`` fact lives in this split (distractor owners)."""
+    return sorted({k.split(":")[1] for k in ctx.kb.facts_in(ctx.split, entity, relation)})
+
+
 def _draft(kb: KnowledgeBase, key: str, **fields: object) -> Draft:
     return Draft(keywords=fact_keywords(kb, key), **fields)
 
@@ -88,7 +97,8 @@ def country_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     key, name = _pick(rng, ctx, "country", relation)
     c = ctx.kb.country(name)
     if relation == "capital":
-        pool, question = [x.capital for x in ctx.kb.countries], f"What is the capital of {name}?"
+        pool = [ctx.kb.country(x).capital for x in _split_names(ctx, "country", "capital")]
+        question = f"What is the capital of {name}?"
         lecture, solution, answer = CAPITAL_LECTURE, f"The capital of {name} is {c.capital}.", c.capital
     else:
         pool, question = list(GOODS), f"What does {name} mainly export?"
@@ -103,7 +113,9 @@ def country_currency(rng: random.Random, ctx: TemplateContext) -> Draft:
     key, name = _pick(rng, ctx, "country", "currency")
     c = ctx.kb.country(name)
     return _draft(ctx.kb, key, question=f"What is the currency of {name}?", answer=c.currency,
-                  distractors=pick_distractors(rng, [x.currency for x in ctx.kb.countries], c.currency, 3),
+                  distractors=pick_distractors(
+                      rng, [ctx.kb.country(x).currency for x in _split_names(ctx, "country", "currency")], c.currency,
+                      3),
                   subject=SOC, topic="geography", category="Countries of the world",
                   skill="Recall a country's currency", lecture=CURRENCY_LECTURE,
                   solution=f"The currency of {name} is the {c.currency}.")
@@ -112,7 +124,7 @@ def country_currency(rng: random.Random, ctx: TemplateContext) -> Draft:
 def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
     """What a lexicon word means."""
     key, name = _pick(rng, ctx, "word", "meaning")
-    w, pool = ctx.kb.word(name), [strip_article(x.meaning) for x in ctx.kb.words]
+    w, pool = ctx.kb.word(name), [strip_article(ctx.kb.word(x).meaning) for x in _split_names(ctx, "word", "meaning")]
     meaning = strip_article(w.meaning)
     return _draft(ctx.kb, key, question=f"What does the word '{name}' mean?", answer=meaning,
                   distractors=pick_distractors(rng, pool, meaning, 3), subject=LAN, topic="vocabulary",
@@ -125,7 +137,8 @@ def rhyme(rng: random.Random, ctx: TemplateContext) -> Draft:
     key, rime = _pick(rng, ctx, "rime")
     group = sorted(w.word for w in ctx.kb.words if w.rime == rime)
     asked, answer = rng.sample(group, 2)
-    others = [w.word for w in ctx.kb.words if w.rime != rime]
+    rimes = {k.split(":")[1] for k in ctx.kb.facts_in(ctx.split, "rime")}
+    others = [w.word for w in ctx.kb.words if w.rime != rime and w.rime in rimes]
     return Draft(question=f"Which word rhymes with '{asked}'?", answer=answer,
                  distractors=pick_distractors(rng, others, answer, 3), subject=LAN, topic="phonological-awareness",
                  category="Rhyming", skill="Find the word that rhymes", lecture=RHYME_LECTURE,

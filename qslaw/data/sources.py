@@ -20,6 +20,8 @@ embedded world and real data share one code path (the embedded world is itself w
   them); or ``Salesforce/wikitext:wikitext-2-raw-v1`` from the hub (``name:config``).
 * captions — a LLaVA pretraining JSON (LCS-558K shape: ``id``, ``image``, ``conversations``) and the
   image folder its ``image`` paths are relative to (default: ``images/`` beside the JSON).
+* visual instructions — a LLaVA-Instruct JSON (same record shape, several human/gpt turns); the embedded base
+  builder reads the world's ``captions/instruct.json`` with :func:`load_instructions`.
 
 A local path never touches the network. A hub id that cannot be fetched (offline, unknown) raises
 :class:`SourceError` naming the param and saying how to supply local files; so does a missing split, file
@@ -174,28 +176,64 @@ def _read_lines(path: Path, key: str) -> list[str]:
     return [line if line.strip() else "" for line in text.splitlines(keepends=True)]
 
 
-def load_captions(json_path: str, image_dir: str = "", key: str = "prepare.caption_source") -> list[dict]:
-    """LLaVA pretraining JSON → caption rows with the image bytes inside; every image must exist."""
+def _llava_records(json_path: str, image_dir: str, key: str, what: str) -> tuple[list, Path]:
     path = Path(json_path)
     if not path.is_file():
-        raise SourceError(f"{key}: {json_path} is not a LLaVA caption JSON file")
-    images = Path(image_dir) if image_dir else path.parent / "images"
+        raise SourceError(f"{key}: {json_path} is not a LLaVA {what} JSON file")
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SourceError(f"{key}: {json_path} is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(records, list):
+        raise SourceError(f"{key}: {json_path} must hold a JSON list of records")
+    return records, Path(image_dir) if image_dir else path.parent / "images"
+
+
+def _record_image(record: object, i: int, images: Path, key: str) -> tuple[str, dict]:
+    """(record id, ``{bytes, path}``) of a LLaVA record whose fields and image exist."""
+    rid = record.get("id", f"#{i}") if isinstance(record, dict) else f"#{i}"
+    if not isinstance(record, dict) or not {"id", "image", "conversations"} <= record.keys():
+        raise SourceError(f"{key}: record {rid} lacks one of 'id', 'image', 'conversations'")
+    if len(record["conversations"]) < 2:
+        raise SourceError(f"{key}: record {rid} has {len(record['conversations'])} conversation turn(s), "
+                          "needs a human and a gpt turn")
+    file = images / str(record["image"])
+    if not file.is_file():
+        raise SourceError(f"{key}: record {rid} references image {record['image']!r}, not found under {images}")
+    return str(rid), {"bytes": file.read_bytes(), "path": record["image"]}
+
+
+def load_captions(json_path: str, image_dir: str = "", key: str = "prepare.caption_source") -> list[dict]:
+    """LLaVA pretraining JSON → caption rows with the image bytes inside; every image must exist."""
+    records, images = _llava_records(json_path, image_dir, key, "caption")
     rows = []
     for i, record in enumerate(records):
-        rid = record.get("id", f"#{i}") if isinstance(record, dict) else f"#{i}"
-        if not isinstance(record, dict) or not {"id", "image", "conversations"} <= record.keys():
-            raise SourceError(f"{key}: record {rid} lacks one of 'id', 'image', 'conversations'")
+        rid, image = _record_image(record, i, images, key)
         turns = record["conversations"]
-        if len(turns) < 2:
-            raise SourceError(f"{key}: record {rid} has {len(turns)} conversation turn(s), "
-                              "needs a human and a gpt turn")
-        file = images / record["image"]
-        if not file.is_file():
-            raise SourceError(f"{key}: record {rid} references image {record['image']!r}, not found under {images}")
-        rows.append({"id": str(record["id"]), "image": {"bytes": file.read_bytes(), "path": record["image"]},
-                     "prompt": turns[0]["value"], "response": turns[1]["value"]})
+        rows.append({"id": rid, "image": image, "prompt": turns[0]["value"], "response": turns[1]["value"]})
+    return rows
+
+
+def load_instructions(json_path: str, image_dir: str = "", key: str = "base.instruct") -> list[dict]:
+    """LLaVA-Instruct JSON → rows ``{id, image, turns: [(question, answer), ...]}`` with the image bytes inside.
+
+    Turns must alternate human/gpt, starting with a human turn whose value holds ``<image>`` (removed from the
+    question here); the record, turn or image at fault is named."""
+    records, images = _llava_records(json_path, image_dir, key, "instruction")
+    rows = []
+    for i, record in enumerate(records):
+        rid, image = _record_image(record, i, images, key)
+        conv, turns = record["conversations"], []
+        if len(conv) % 2:
+            raise SourceError(f"{key}: record {rid} has {len(conv)} turns; human and gpt turns must pair up")
+        for t, turn in enumerate(conv):
+            want = "human" if t % 2 == 0 else "gpt"
+            if not isinstance(turn, dict) or turn.get("from") != want or not isinstance(turn.get("value"), str):
+                raise SourceError(f"{key}: record {rid} turn {t} must be {{'from': '{want}', 'value': <text>}}")
+        if "<image>" not in conv[0]["value"]:
+            raise SourceError(f"{key}: record {rid} turn 0 lacks the '<image>' placeholder")
+        for t in range(0, len(conv), 2):
+            question = conv[t]["value"].replace("<image>", "").strip()
+            turns.append((question, conv[t + 1]["value"].strip()))
+        rows.append({"id": rid, "image": image, "turns": turns})
     return rows

@@ -6,6 +6,7 @@ How it works
 
     out_dir/task/{train,validation,test}.parquet     ScienceQA schema (schema.SCIENCEQA_FEATURES)
     out_dir/captions/captions.json + images/*.png    LLaVA pretraining JSON (captions.py)
+    out_dir/captions/instruct.json                   LLaVA-Instruct JSON: Q&A about the same images
     out_dir/corpus/{train,validation,test}.parquet   wikitext-2-raw-v1 layout (corpus.py)
     out_dir/manifest.json                            spec, counts, sha256 of every other file
 

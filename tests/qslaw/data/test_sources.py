@@ -13,7 +13,15 @@ import pytest
 from qslaw.config import load_params
 from qslaw.data import WorldSpec, generate_world
 from qslaw.data.prepare import read_rows
-from qslaw.data.sources import SCIENCEQA_FIELDS, SourceError, load_captions, load_llava_task, load_task, load_text
+from qslaw.data.sources import (
+    SCIENCEQA_FIELDS,
+    SourceError,
+    load_captions,
+    load_instructions,
+    load_llava_task,
+    load_task,
+    load_text,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = WorldSpec(seed=5, n_train=36, n_validation=18, n_test=18, n_captions=6, image_size=32, corpus_words=2000)
@@ -119,6 +127,25 @@ def test_a_referenced_image_that_does_not_exist_is_named(real: dict[str, Path], 
     bad.write_text(json.dumps(records))
     with pytest.raises(SourceError, match=rf"record {records[2]['id']} references image 'missing/0001.png'"):
         load_captions(str(bad), str(real["captions"] / "picture_store"))
+
+
+@pytest.mark.parametrize(("mend", "message"), [
+    (lambda r: r["conversations"].pop(), r"has 5 turns; human and gpt turns must pair up"),
+    (lambda r: r["conversations"][1].update({"from": "human"}), r"turn 1 must be \{'from': 'gpt'"),
+    (lambda r: r["conversations"][0].update({"value": "What?"}), r"turn 0 lacks the '<image>' placeholder"),
+    (lambda r: r.update({"image": "gone.png"}), r"references image 'gone.png'"),
+])
+def test_a_bad_instruction_record_is_named(real: dict[str, Path], tmp_path: Path, mend: object,
+                                           message: str) -> None:
+    records = json.loads((real["world"] / "captions" / "instruct.json").read_text())
+    good = load_instructions(str(real["world"] / "captions" / "instruct.json"))
+    assert good[1]["turns"][0][0] == records[1]["conversations"][0]["value"].removeprefix("<image>\n")
+    records[1]["conversations"] = records[1]["conversations"][:6]
+    mend(records[1])
+    bad = tmp_path / "instruct.json"
+    bad.write_text(json.dumps(records))
+    with pytest.raises(SourceError, match=rf"base.instruct: record {records[1]['id']} " + message):
+        load_instructions(str(bad), str(real["world"] / "captions" / "images"))
 
 
 def test_non_utf8_text_is_named(real: dict[str, Path], tmp_path: Path) -> None:

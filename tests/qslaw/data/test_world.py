@@ -15,9 +15,11 @@ from PIL import Image
 
 import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
+from qslaw.data.captions import MAX_TURNS, scene_questions
 from qslaw.data.facts import build_knowledge_base, fact_keywords
 from qslaw.data.problems import option_head, pick_distractors, strip_article
 from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
+from qslaw.data.sources import load_instructions
 from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
 
 SPEC = WorldSpec(seed=3, n_train=90, n_validation=36, n_test=72, n_captions=12, image_size=32, corpus_words=5000)
@@ -51,7 +53,8 @@ def band(row: dict[str, object]) -> str:
 
 def test_layout_and_manifest(world: Path) -> None:
     manifest = json.loads((world / "manifest.json").read_text())
-    expected = {f"{d}/{s}.parquet" for d in ("task", "corpus") for s in SPLITS} | {"captions/captions.json"}
+    expected = {f"{d}/{s}.parquet" for d in ("task", "corpus") for s in SPLITS} | {"captions/captions.json",
+                                                                                   "captions/instruct.json"}
     assert expected <= set(manifest["files"])
     assert manifest["files"] == {k: v for k, v in file_hashes(world).items() if k != "manifest.json"}
     assert {s: manifest["task"][s]["total"] for s in SPLITS} == {"train": 90, "validation": 36, "test": 72}
@@ -94,9 +97,9 @@ def test_answers_choices_and_solutions(world: Path) -> None:
 
 
 def test_choices_differ_in_how_they_start(world: Path) -> None:
-    """A reader that names an option by its first word is never left with two candidates (sentence choices,
-    which all start "There is a", and the rare pair that cannot differ aside)."""
-    rows = [r for split in SPLITS for r in task_rows(world, split) if r["category"] != "Describing a picture"]
+    """A reader that names an option by its first word is never left with two candidates (the rare pair that
+    cannot differ aside)."""
+    rows = [r for split in SPLITS for r in task_rows(world, split)]
     clashing = [r for r in rows if len({option_head(c) for c in r["choices"]}) < len(r["choices"])]
     assert len(clashing) <= 0.01 * len(rows), [r["choices"] for r in clashing[:5]]
 
@@ -164,6 +167,42 @@ def test_captions_json_shape(world: Path) -> None:
         human, gpt = record["conversations"]
         assert human["from"] == "human" and human["value"].startswith("<image>\n")
         assert gpt["from"] == "gpt" and gpt["value"].startswith("There ")
+
+
+def test_instruct_json_asks_about_the_caption_pictures(world: Path) -> None:
+    """LLaVA-Instruct records about the caption images: alternating turns, and every count, colour and cell
+    answer agrees with the caption of the same picture."""
+    captions = {r["id"]: r for r in json.loads((world / "captions" / "captions.json").read_text())}
+    records = load_instructions(str(world / "captions" / "instruct.json"))
+    assert [r["id"] for r in records] == sorted(captions)
+    for record in records:
+        caption = captions[record["id"]]["conversations"][1]["value"]
+        assert record["image"]["path"] == captions[record["id"]]["image"]
+        assert 3 <= len(record["turns"]) <= MAX_TURNS
+        for question, answer in record["turns"]:
+            last = answer.removesuffix(".").split()[-1]
+            if question == "How many shapes are in the picture?":
+                assert f"There {'is' if last == '1' else 'are'} {last} shape" in caption
+            elif question.startswith("Where is the ") and question != "Where is the shape?":
+                assert answer.removeprefix("The ") in caption  # "red circle is in the top left."
+            elif question.startswith("What is in the "):
+                cell, phrase = answer.removeprefix("In the ").removesuffix(".").split(" there is a ")
+                assert f"A {phrase} is in the {cell}." in caption
+
+
+def test_scene_questions_answer_from_the_scene() -> None:
+    rng = random.Random(1)
+    for _ in range(200):
+        scene = sample_scene(rng)
+        for question, answer in scene_questions(rng, scene):
+            last = answer.removesuffix(".").split()[-1]
+            if question.startswith("How many ") and question.endswith(" shapes are there?"):
+                assert last == str(scene.count(color=question.split()[2]))
+            elif question.startswith("What colour is the ") and question != "What colour is the shape?":
+                shape = question.removeprefix("What colour is the ").removesuffix("?")
+                assert [o.color for o in scene.objects if o.shape == shape] == [last]
+            elif question == "Where is the shape?":
+                assert len(scene.objects) == 1 and answer == f"The shape is in the {scene.objects[0].position}."
 
 
 def test_render_and_describe_agree() -> None:
@@ -307,3 +346,14 @@ def test_reading_practice_answers_copy_words_of_their_own_passage() -> None:
         passage, answer = item.split("? ", 1)
         content = [w.strip(".?,:").lower() for w in answer.split() if w.lower() not in {"the", "there", "are", "is"}]
         assert content and all(w in passage.lower() for w in content), item
+
+
+def test_a_test_answer_is_never_a_wrong_option_in_training(world: Path) -> None:
+    """For relations where every entity has its own value, wrong options come from the same split: a value that
+    is right in a test question never shows up in a training question (where it could only be wrong)."""
+    own_value = {"Word meanings", "Rhyming"}
+    train_choices = {c for r in task_rows(world, "train") if context_type(r) == "NO" for c in r["choices"]}
+    test_rows = [r for r in task_rows(world, "test") if context_type(r) == "NO"]
+    answers = {r["choices"][r["answer"]] for r in test_rows
+               if r["category"] in own_value or r["question"].startswith(("What is the capital", "What is the curr"))}
+    assert answers and not answers & train_choices
