@@ -27,11 +27,11 @@ from steps.tracking import log_artifact, log_metrics, set_tags, stage_run
 REQUIRED_FILES = ("config.json",)
 
 
-def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list]:
-    """Corpus train/validation texts and (image, caption) pairs of the embedded world."""
+def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list, list]:
+    """Corpus train/validation texts, (image, caption) pairs and (image, Q&A turns) records of the embedded world."""
     from qslaw.data import generate_world
     from qslaw.data.prepare import read_rows
-    from qslaw.data.sources import load_captions
+    from qslaw.data.sources import load_captions, load_instructions
     from qslaw.train.encode import load_image
 
     generate_world(params.world, tmp / "world")
@@ -40,15 +40,17 @@ def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list]
     world = tmp / "world" / "captions"
     captions = load_captions(str(world / "captions.json"), str(world / "images"))
     pairs = [(load_image(r["image"]), r["response"]) for r in captions]
-    return corpus["train"], corpus["validation"], pairs
+    instruct = load_instructions(str(world / "instruct.json"), str(world / "images"))
+    records = [(load_image(r["image"]), r["turns"]) for r in instruct]
+    return corpus["train"], corpus["validation"], pairs, records
 
 
 def build_embedded(params: Params, out_dir: Path) -> dict:
     from qslaw.model.embedded import build_embedded_base
 
     with tempfile.TemporaryDirectory() as tmp:
-        train, validation, pairs = world_inputs(params, Path(tmp))
-        report = build_embedded_base(out_dir, train, validation, pairs, params.base.embedded)
+        train, validation, pairs, records = world_inputs(params, Path(tmp))
+        report = build_embedded_base(out_dir, train, validation, pairs, params.base.embedded, instructions=records)
     return report
 
 

@@ -213,7 +213,8 @@ def protect(lm: nn.Module, lay: Layout, tokenizer: object) -> list:
     hooks = []
 
     def keep(param: nn.Parameter, mask: torch.Tensor) -> None:
-        hooks.append(param.register_hook(lambda grad, mask=mask: grad * mask))
+        if param.requires_grad:  # a frozen parameter needs no mask
+            hooks.append(param.register_hook(lambda grad, mask=mask: grad * mask))
 
     with torch.no_grad():
         for i, layer in enumerate(lm.model.layers):

@@ -2,7 +2,7 @@
 
 How it works
 ------------
-`build_embedded_base` runs five phases and times each one:
+`build_embedded_base` runs six phases and times each one:
 
 1. **Tokenizer** (`qslaw.model.tokenizer`): byte-level BPE of `spec.vocab_size` ids trained on the
    corpus + captions, ids 0..3 = `<unk> <s> </s> <image>`, pad = unk, vicuna_v1 chat template.
@@ -17,7 +17,12 @@ How it works
    (`LlamaForCausalLM.model.* → model.language_model.*`, `lm_head.* → lm_head.*`), and the tower is
    pretrained CLIP-style (InfoNCE) against the frozen LM's pooled states of the captions.
 4. **Projector** (`qslaw.model.caption`): LLaVA stage-1 alignment, captioning with tower and LM frozen.
-5. **Save**: `save_pretrained` (safetensors) of the model, a `LlavaProcessor`, and `build_report.json`,
+5. **Visual instruction tuning** (`qslaw.model.instruct`, off by default: ``instruct_max_steps: 0``): the
+   projector and the LM's attention learn to answer short questions about the caption pictures (the world's
+   ``instruct.json``), as LLaVA-1.5's base was instruction-tuned before anyone fine-tunes it on ScienceQA;
+   compiled circuits protected. Skipped without instruction records or with 0 steps (its module says why it is
+   off).
+6. **Save**: `save_pretrained` (safetensors) of the model, a `LlavaProcessor`, and `build_report.json`,
    written into a hidden sibling directory that is renamed onto `out_dir` only when complete.
 
 Shapes (defaults): text hidden `d = 256`, 4 heads of 64, MLP 512, 4 layers; image `64×64` cut into
@@ -45,6 +50,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import transformers
@@ -74,13 +80,15 @@ from qslaw.model.circuits import (
     repeat_top1,
 )
 from qslaw.model.contrastive import ContrastiveResult, ContrastiveTrainConfig, pretrain_tower
+from qslaw.model.instruct import InstructResult, InstructTrainConfig, encode_records, instruct_tune
 from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
 from qslaw.model.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
 
 REPORT_NAME = "build_report.json"
-_POSITIVE_FLOATS = ("rope_theta", "lm_lr", "tower_lr", "caption_lr")
-_FRACTIONS = ("lm_synthetic_share", "lm_min_delta", "tower_min_delta", "caption_min_delta")
-_NON_NEGATIVE = ("seed", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout")
+_POSITIVE_FLOATS = ("rope_theta", "lm_lr", "tower_lr", "caption_lr", "instruct_lr")
+_FRACTIONS = ("lm_synthetic_share", "lm_min_delta", "tower_min_delta", "caption_min_delta", "instruct_min_delta")
+_NON_NEGATIVE = ("seed", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout", "instruct_max_steps",
+                 "instruct_text_rows", "instruct_warmup_steps")
 _BOOLS = ("lm_circuits",)
 _NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _FRACTIONS + _BOOLS
 
@@ -180,7 +188,25 @@ class EmbeddedModelSpec:
     caption_min_delta: float = 0.005
     """Relative held-out caption-loss improvement that counts as progress."""
     caption_holdout: int = 128
-    """Pairs held out from both vision phases to measure retrieval, caption loss and accuracy."""
+    """Pairs (and instruction records) held out from the vision phases to measure retrieval, loss and accuracy."""
+    instruct_max_steps: int = 0
+    """Visual instruction tuning step budget (also the cosine horizon); 0 (the default) skips the phase."""
+    instruct_batch_size: int = 16
+    """Conversations per instruction-tuning step."""
+    instruct_text_rows: int = 4
+    """Corpus chunks per instruction-tuning step (LM loss, keeps the LM's text skills)."""
+    instruct_text_len: int = 128
+    """Tokens per corpus chunk of instruction tuning."""
+    instruct_lr: float = 1e-3
+    """Peak learning rate of instruction tuning (projector and LM attention)."""
+    instruct_warmup_steps: int = 10
+    """Instruction-tuning linear warm-up steps."""
+    instruct_eval_every: int = 50
+    """Steps between held-out answer evaluations."""
+    instruct_patience: int = 2
+    """Evaluations without relative improvement > instruct_min_delta before instruction tuning stops."""
+    instruct_min_delta: float = 0.0
+    """Relative held-out answer-loss improvement that counts as progress."""
 
     def __post_init__(self) -> None:
         self._check_types_and_signs()
@@ -225,6 +251,8 @@ class EmbeddedModelSpec:
             _fail("vocab_size", f"must hold the 256 byte symbols and 4 specials, got {self.vocab_size}")
         if self.lm_seq_len > self.max_position_embeddings:
             _fail("lm_seq_len", f"exceeds max_position_embeddings {self.max_position_embeddings}")
+        if self.instruct_text_len > self.max_position_embeddings:
+            _fail("instruct_text_len", f"exceeds max_position_embeddings {self.max_position_embeddings}")
         if self.lm_circuits:
             try:
                 layout_for(self.hidden_size, self.num_attention_heads, self.num_hidden_layers)
@@ -254,6 +282,11 @@ class EmbeddedModelSpec:
     def tower_train_config(self) -> ContrastiveTrainConfig:
         return ContrastiveTrainConfig(self.tower_max_steps, self.tower_batch_size, self.tower_lr, self.tower_eval_every,
                                       self.tower_patience, self.tower_min_delta, self.seed)
+
+    def instruct_train_config(self) -> InstructTrainConfig:
+        return InstructTrainConfig(self.instruct_max_steps, self.instruct_batch_size, self.instruct_text_rows,
+                                   self.instruct_text_len, self.instruct_lr, self.instruct_warmup_steps,
+                                   self.instruct_eval_every, self.instruct_patience, self.instruct_min_delta, self.seed)
 
     def caption_train_config(self) -> CaptionTrainConfig:
         return CaptionTrainConfig(self.caption_max_steps, self.caption_batch_size, self.caption_lr,
@@ -350,6 +383,26 @@ def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProces
     return (tower, caption), {"encode_pairs": t_encode, "tower_pretrain": t_tower, "projector_align": t_caption}
 
 
+def tune_instructions(model: LlavaForConditionalGeneration, processor: LlavaProcessor,
+                      records: Sequence[tuple[Image.Image, Sequence[tuple[str, str]]]], corpus: list[str],
+                      spec: EmbeddedModelSpec, progress: bool = True) -> tuple[InstructResult, dict[str, float]]:
+    """Visual instruction tuning (`qslaw.model.instruct`), compiled circuits protected; result and wall times."""
+    tokenizer = processor.tokenizer
+    data, t_encode = timed(encode_records, processor, records)
+    split = split_pairs(len(records), spec.caption_holdout, spec.seed)
+
+    def hooks(m: LlavaForConditionalGeneration) -> list:
+        if not spec.lm_circuits:
+            return []
+        lay = layout_for(spec.hidden_size, spec.num_attention_heads, spec.num_hidden_layers)
+        lm = SimpleNamespace(model=m.model.language_model, lm_head=m.lm_head)
+        return protect(lm, lay, tokenizer)
+
+    result, t_tune = timed(instruct_tune, model, data, split, corpus, tokenizer, spec.instruct_train_config(),
+                           progress, hooks)
+    return result, {"encode_instructions": t_encode, "instruct_tune": t_tune}
+
+
 def build_embedded_base(
     out_dir: Path,
     corpus_train: list[str],
@@ -357,8 +410,12 @@ def build_embedded_base(
     image_captions: Sequence[tuple[Image.Image, str]],
     spec: EmbeddedModelSpec,
     progress: bool = True,
+    instructions: Sequence[tuple[Image.Image, Sequence[tuple[str, str]]]] = (),
 ) -> dict:
-    """Train tokenizer, LM and vision side on the given data; save a llava-hf directory; return the build report."""
+    """Train tokenizer, LM and vision side on the given data; save a llava-hf directory; return the build report.
+
+    `instructions` (image, [(question, answer), ...]) records feed the visual instruction tuning; without them,
+    or with ``spec.instruct_max_steps == 0``, the phase is skipped (report ``instruct: null``)."""
     out_dir, start, cpu_start = Path(out_dir), time.perf_counter(), time.process_time()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with torch_threads():
@@ -381,12 +438,19 @@ def build_embedded_base(
         processor = make_processor(tokenizer, spec)
         model = assemble_llava(lm, spec, tokenizer.convert_tokens_to_ids(IMAGE))
         (tower_result, caption_result), t_vision = pretrain_vision(model, processor, image_captions, spec, progress)
+        instruct = None
+        if instructions and spec.instruct_max_steps:
+            instruct, t_instruct = tune_instructions(model, processor, instructions, corpus_train, spec, progress)
+            t_vision.update(t_instruct)
+            if spec.lm_circuits:
+                circuits["instructed"] = circuit_probes(model, tokenizer)
         threads = torch.get_num_threads()
     report = {
         "spec": asdict(spec), "vocab_size": len(tokenizer), "image_token_index": model.config.image_token_index,
         "num_image_tokens": spec.num_image_tokens(), "params": param_counts(model),
         "lm": {**asdict(lm_result), "final_val_ppl": lm_result.best_val_ppl}, "circuits": circuits,
-        "tower": asdict(tower_result), "caption": asdict(caption_result), "threads": threads,
+        "tower": asdict(tower_result), "caption": asdict(caption_result),
+        "instruct": asdict(instruct) if instruct is not None else None, "threads": threads,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "wall_s": {"tokenizer": t_tok, "lm_pretrain": t_lm, **t_vision},
     }

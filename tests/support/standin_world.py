@@ -86,3 +86,17 @@ def standin_pairs(n: int, size: int = 64, seed: int = 0) -> list[tuple[Image.Ima
     """`n` (image, caption) pairs."""
     rng = random.Random(seed)
     return [scene_pair(rng, size) for _ in range(n)]
+
+
+def standin_instructions(n: int, size: int = 64, seed: int = 1) -> list[tuple[Image.Image, list[tuple[str, str]]]]:
+    """`n` (image, [(question, answer), ...]) records: how many shapes, and the colour in a cell that holds one."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        image, caption = scene_pair(rng, size)
+        count = caption.split()[2]
+        objects = [s.split(" is in the ") for s in caption.split(". ")[1:]]
+        phrase, cell = rng.choice(objects)
+        turns = [("How many shapes are there?", count), (f"What colour is the shape in the {cell.rstrip('.')}?",
+                                                         phrase.split()[2])]
+        out.append((image, turns))
+    return out

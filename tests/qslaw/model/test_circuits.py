@@ -142,3 +142,25 @@ def test_batches_replace_the_synthetic_share_of_rows() -> None:
     assert batch.shape == (8, 16)
     assert [bool((row == 7).all()) for row in batch] == [True, True] + [False] * 6
     assert not (next(batches(stream, cfg, 1)) == 7).any()
+
+
+def test_protect_masks_only_what_trains(tokenizer: object) -> None:
+    """With MLPs, norms, embeddings and lm_head frozen (as in visual instruction tuning) protect still guards the
+    compiled heads and registers no hook on a frozen tensor."""
+    lm = fresh_lm(tokenizer)
+    layout = install_circuits(lm, tokenizer)
+    for name, param in lm.named_parameters():
+        param.requires_grad_(".self_attn." in name)
+    hooks = protect(lm, layout, tokenizer)
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    x = torch.randint(4, len(tokenizer), (2, 32))
+    lm(input_ids=x, labels=x).loss.backward()
+    opt.step()
+    after, hd = lm.state_dict(), layout.head_dim
+    key = "model.layers.1.self_attn.q_proj.weight"
+    assert torch.equal(after[key][: COMPILED_HEADS[1] * hd], before[key][: COMPILED_HEADS[1] * hd])
+    assert not torch.equal(after[key][COMPILED_HEADS[1] * hd:], before[key][COMPILED_HEADS[1] * hd:])
+    assert torch.equal(after["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
+    for hook in hooks:
+        hook.remove()

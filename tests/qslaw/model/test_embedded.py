@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from standin_world import standin_corpus, standin_pairs
+from standin_world import standin_corpus, standin_instructions, standin_pairs
 from transformers import AutoProcessor, AutoTokenizer, LlamaForCausalLM, LlavaForConditionalGeneration
 
 from qslaw.model.embedded import (
@@ -19,6 +19,7 @@ from qslaw.model.embedded import (
     llama_config,
     make_processor,
 )
+from qslaw.model.instruct import InstructTrainConfig, encode_records, instruct_tune
 from qslaw.model.tokenizer import VICUNA_SYSTEM, train_tokenizer
 
 TINY = EmbeddedModelSpec(
@@ -27,6 +28,8 @@ TINY = EmbeddedModelSpec(
     vision_num_layers=1, vision_num_heads=2, lm_max_steps=30, lm_batch_size=8, lm_seq_len=64, lm_warmup_steps=5,
     lm_eval_every=10, lm_val_chunks=8, tower_max_steps=6, tower_batch_size=8, tower_eval_every=3,
     caption_max_steps=6, caption_batch_size=8, caption_warmup_steps=2, caption_eval_every=3, caption_holdout=8,
+    instruct_max_steps=6, instruct_batch_size=4, instruct_text_rows=2, instruct_text_len=32, instruct_warmup_steps=1,
+    instruct_eval_every=3,
     lm_circuits=False,  # two layers; the circuits have their own tests (test_circuits.py)
 )
 PROMPT_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
@@ -36,7 +39,8 @@ PROMPT_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "tex
 def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     train, val = standin_corpus(6000, n_facts=20)
     out = tmp_path_factory.mktemp("embedded") / "base"
-    report = build_embedded_base(out, train, val, standin_pairs(40, size=TINY.image_size), TINY, progress=False)
+    report = build_embedded_base(out, train, val, standin_pairs(40, size=TINY.image_size), TINY, progress=False,
+                                 instructions=standin_instructions(24, size=TINY.image_size))
     return out, report
 
 
@@ -141,7 +145,12 @@ def test_build_report_has_param_counts_curves_and_timings(base: tuple[Path, dict
     tower = report["tower"]
     assert tower["curve"][0]["step"] == 0 and 0 <= tower["retrieval_after"] <= 1 and tower["chance"] == 1 / 8
     assert set(report["wall_s"]) == {"tokenizer", "lm_pretrain", "encode_pairs", "tower_pretrain", "projector_align",
-                                     "save", "total"}
+                                     "encode_instructions", "instruct_tune", "save", "total"}
+    instruct = report["instruct"]
+    assert instruct["records"] == 24 and instruct["answers"] > 48  # two answers per record, tokens counted
+    assert instruct["curve"][0]["step"] == 0 and instruct["steps"] == 6
+    assert all(0 <= instruct[k] <= 1 for k in ("acc_before", "acc_after", "acc_mismatched_after"))
+    assert instruct["loss_after"] < instruct["loss_before"]
 
 
 def test_lm_loss_decreases_during_pretraining(base: tuple[Path, dict]) -> None:
@@ -154,6 +163,33 @@ def test_lm_loss_decreases_during_pretraining(base: tuple[Path, dict]) -> None:
 def test_caption_pretraining_does_not_hurt_held_out_loss(base: tuple[Path, dict]) -> None:
     caption = base[1]["caption"]
     assert caption["loss_after"] <= caption["loss_before"]
+
+
+def test_instruct_tuning_trains_only_the_projector_and_lm_attention(loaded: tuple) -> None:
+    model, processor = loaded
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = encode_records(processor, standin_instructions(12, size=TINY.image_size, seed=5))
+    cfg = InstructTrainConfig(max_steps=4, batch_size=4, text_rows=2, text_len=32, lr=3e-3, warmup_steps=0,
+                              eval_every=2, patience=5, min_delta=0.0, seed=0)
+    # held out = trained on: the loss falls, so the tuned (not the initial) weights are the best ones kept
+    result = instruct_tune(model, data, (list(range(12)), list(range(12))), standin_corpus(3000, n_facts=10)[0],
+                           processor.tokenizer, cfg, progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    model.load_state_dict(before)
+    assert changed and result.best_step > 0
+    for name in changed:
+        assert name.startswith("model.multi_modal_projector.") or (
+            name.startswith("model.language_model.layers.") and ".self_attn." in name), name
+    assert any(".self_attn.q_proj." in n for n in changed) and any("multi_modal_projector" in n for n in changed)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_build_without_instructions_skips_the_phase(tmp_path: Path) -> None:
+    spec = EmbeddedModelSpec(**{**TINY.__dict__, "lm_max_steps": 4, "tower_max_steps": 2, "caption_max_steps": 2})
+    train, val = standin_corpus(2000, n_facts=10)
+    report = build_embedded_base(tmp_path / "b", train, val, standin_pairs(12, size=TINY.image_size), spec,
+                                 progress=False)
+    assert report["instruct"] is None and "instruct_tune" not in report["wall_s"]
 
 
 @pytest.mark.slow
