@@ -4,9 +4,10 @@ How it works
 ------------
 Each template samples a fresh scene and asks about attributes the caption also states, so a
 vision tower pretrained on captions has seen every concept. The question text never reveals the
-answer; the other choices are values that are plausible but false for this scene. Every solution ends on
-what the picture shows ("The circle in the picture is red."): the value is read once, right where it is
-written, not restated from an earlier read.
+answer; the other choices are values that are plausible but false for this scene. Solutions name the value
+where it is read ("The circle in the picture is red."), not restated from an earlier read; counting keeps
+"There are 3 circles. So the answer is 3." (45-51 % after fine-tuning, chance 25; "Count the circles in the
+picture. The number of circles is 3." fell to 25 %: the fine-tuned model looped on the repeated phrase).
 
 | subject | band  | template                                                            |
 |---------|-------|---------------------------------------------------------------------|
@@ -48,12 +49,15 @@ def _name(obj: SceneObject) -> str:
 
 
 def _count_draft(rng: random.Random, scene: Scene, question: str, n: int, what: str, skill: str) -> Draft:
-    """``what``: the plural of what is counted (``red shapes``)."""
     return Draft(
         question=question, answer=str(n), distractors=pick_distractors(rng, COUNTS, str(n), 3), subject=NAT,
         topic="physics", category="Counting objects", skill=skill, lecture=COUNT_LECTURE, scene=scene,
-        solution=f"Count the {what} in the picture. The number of {what} is {n}.",
+        solution=f"Look at the whole picture. There {'is' if n == 1 else 'are'} {n} {what}. So the answer is {n}.",
     )
+
+
+def _plural(noun: str, n: int) -> str:
+    return noun if n == 1 else f"{noun}s"
 
 
 def _pick_by_count(rng: random.Random, options: list[tuple[tuple[str, ...], int]]) -> tuple[tuple[str, ...], int]:
@@ -67,10 +71,10 @@ def count_by_one_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     scene = sample_scene(rng)
     if rng.random() < 0.5:
         (shape,), n = _pick_by_count(rng, [((s,), scene.count(shape=s)) for s in SHAPES])
-        question, what = f"How many {shape}s are in the picture?", f"{shape}s"
+        question, what = f"How many {shape}s are in the picture?", _plural(shape, n)
     else:
         (color,), n = _pick_by_count(rng, [((c,), scene.count(color=c)) for c in COLORS])
-        question, what = f"How many {color} shapes are in the picture?", f"{color} shapes"
+        question, what = f"How many {color} shapes are in the picture?", f"{color} {_plural('shape', n)}"
     return _count_draft(rng, scene, question, n, what, "Count objects of one kind")
 
 
@@ -79,7 +83,8 @@ def count_by_size_and_color(rng: random.Random, ctx: TemplateContext) -> Draft:
     scene = sample_scene(rng)
     (size, color), n = _pick_by_count(rng, [((s, c), scene.count(size=s, color=c)) for s in SIZES for c in COLORS])
     question = f"How many {size} {color} shapes are in the picture?"
-    return _count_draft(rng, scene, question, n, f"{size} {color} shapes", "Count objects by two features")
+    return _count_draft(rng, scene, question, n, f"{size} {color} {_plural('shape', n)}",
+                        "Count objects by two features")
 
 
 def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
