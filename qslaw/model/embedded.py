@@ -193,7 +193,7 @@ class EmbeddedModelSpec:
     """Visual instruction tuning step budget (also the cosine horizon); 0 (the default) skips the phase."""
     instruct_batch_size: int = 16
     """Conversations per instruction-tuning step."""
-    instruct_text_rows: int = 4
+    instruct_text_rows: int = 2
     """Corpus chunks per instruction-tuning step (LM loss, keeps the LM's text skills)."""
     instruct_text_len: int = 128
     """Tokens per corpus chunk of instruction tuning."""

@@ -32,9 +32,9 @@ recognition). Each batch also holds ``text_rows`` corpus chunks with the LM loss
 serving text. AdamW with warm-up and cosine decay; `Plateau` stops on held-out answer loss and the best
 weights are restored.
 
-The report gives held-out answer-token accuracy before and after, and after with every image swapped for
-another held-out record's (``acc_mismatched_after``), as exact-match answer accuracy (teacher forced): the
-gap is what the LM reads from the picture.
+The report gives held-out exact-match answer accuracy (teacher forced) before and after, and after with every
+image swapped for another held-out record's (``acc_mismatched_after``): the gap is what the LM reads from the
+picture.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from qslaw.model.pretrain import Plateau, chunk_stream, cosine_lr, encode_corpus, make_optimizer
 from qslaw.model.tokenizer import IMAGE, VICUNA_SYSTEM
 
-TRAINABLE = ("model.multi_modal_projector.", )
+TRAINABLE = ("model.multi_modal_projector.",)
 ATTENTION = (".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.", ".self_attn.o_proj.")
 
 
