@@ -9,16 +9,27 @@ How it works
 - 72 lexicon words in 24 rhyme groups of 3 (same ending), each a noun, verb or adjective with a
   short meaning (language science).
 A fact is one (entity, relation) pair with a stable key such as ``creature:glorp:habitat``; the
-three words of a rhyme group share one key ``rime:orp``. Each entity (a rhyme group with its three
-words counts as one) is assigned, with all its facts, to exactly one task split (60% train, 15%
-validation, 25% test, per entity kind), so NO-context questions in the test split ask about entities
-that no training question mentions: the model must recall their facts from the corpus its language
-model was pretrained on, and cannot tie a question's template to an entity's name it was fine-tuned
-on. The corpus states every fact, whatever its split.
+three words of a rhyme group share one key ``rime:orp``. Each fact is assigned to exactly one task split
+(60% train, 15% validation, 25% test, per relation), so a NO-context test question asks for a fact that no
+training question shows: the model must recall it from the corpus its language model was pretrained on. An
+entity's other facts may be asked in other splits ("What is the currency of Brevvua?" in train, "Which city
+is the capital of Brevvua?" in test), as in ScienceQA, where splits share subjects but not problems. With
+whole entities per split (sessions 1-7), the fine-tuned model met every test entity name for the first time
+and fell back to the relation it saw most: it wrote the currency lecture for 12 of 15 capital questions, and
+NO scored 31 % (chance 26); splitting facts, 40-44 % on the same base. The corpus states every fact, whatever
+its split.
 
 ``phrasings(...)`` functions return several differently worded sentences for a fact; the corpus
 uses them to state each fact several times, and ``Fact.keywords`` lists the words a sentence that
-states the fact must contain (used by the tests to check corpus coverage).
+states the fact must contain (used by the tests to check corpus coverage). The first phrasing, the one NO
+solutions use, puts no article right before the value ("The currency of Brevvua is prin.", "The komste lives in
+Prath Forest.", "The word class of 'slorp' is noun.", "The komste is a kind of amphibian."): the pretrained LM
+recalls a value after "is" or "of" far better than after "the" or "a". Measured on the same LM budget, picking
+the right currency among four after its sentence prefix: 9 of 36 countries with "... is the prin.", 36 of 36
+without the article; exports 11 -> 35 of 36 with "The main export of X is"; capitals, never with an article,
+29-35 of 36. Values shared by many entities stay near chance either way (a habitat 12 of 48, a kind 12 of 48, a
+word class 27 of 72): the article is not their only problem. Place names are proper names without "the" for
+the same reason.
 """
 
 from __future__ import annotations
@@ -32,8 +43,7 @@ KINDS = ("fish", "bird", "mammal", "reptile", "insect", "amphibian")
 KIND_PLURAL = {"fish": "fish", "bird": "birds", "mammal": "mammals", "reptile": "reptiles", "insect": "insects",
                "amphibian": "amphibians"}
 FOODS = ("seeds", "insects", "leaves", "small fish", "berries", "grass", "moss", "worms", "roots", "snails")
-PLACE_FORMS = ("Lake {}", "the {} Forest", "the {} Desert", "the {} Marsh", "the {} Mountains", "the {} Plains",
-               "the {} Caves", "the {} Reef")
+PLACE_FORMS = ("Lake {}", "{} Forest", "{} Desert", "{} Marsh", "{} Mountains", "{} Plains", "{} Caves", "{} Reef")
 GOODS = ("salt", "copper", "wool", "glass", "tea", "timber", "silk", "honey", "iron", "rice", "paper", "cheese")
 RIMES = ("orp", "ix", "ung", "eeb", "alt", "oom", "isk", "uv", "arn", "ep", "oz", "ilk", "ump", "eth", "aff",
          "oog", "yn", "esh", "ult", "anth", "ib", "ork", "ux", "eld")
@@ -150,13 +160,12 @@ def _words(rng: random.Random, book: NameBook) -> tuple[Word, ...]:
 
 
 def _fact_groups(kb_parts: tuple[tuple[Creature, ...], tuple[Country, ...], tuple[Word, ...]]) -> list[list[list[str]]]:
-    """Fact keys bundled by entity (a rhyme group's three words and its rime form one bundle), per entity kind."""
+    """Fact keys, one per bundle, grouped per relation, so every split gets its share of every relation."""
     creatures, countries, words = kb_parts
-    groups = [[[f"creature:{c.name}:{r}" for r in ("kind", "habitat", "food")] for c in creatures],
-              [[f"country:{c.name}:{r}" for r in ("capital", "currency", "export")] for c in countries]]
-    rimes = dict.fromkeys(w.rime for w in words)
-    groups.append([[f"rime:{rime}"] + [f"word:{w.word}:{r}" for w in words if w.rime == rime
-                                       for r in ("pos", "meaning")] for rime in rimes])
+    groups = [[[f"creature:{c.name}:{r}"] for c in creatures] for r in ("kind", "habitat", "food")]
+    groups += [[[f"country:{c.name}:{r}"] for c in countries] for r in ("capital", "currency", "export")]
+    groups += [[[f"word:{w.word}:{r}"] for w in words] for r in ("pos", "meaning")]
+    groups.append([[f"rime:{rime}"] for rime in dict.fromkeys(w.rime for w in words)])
     return groups
 
 
@@ -186,8 +195,9 @@ def creature_phrasings(c: Creature, relation: str) -> tuple[str, ...]:
     """Differently worded sentences stating one creature fact."""
     cap = c.name.capitalize()
     if relation == "kind":
-        return (f"The {c.name} is {with_article(c.kind)}.", f"{cap}s are {KIND_PLURAL[c.kind]}.",
-                f"Scientists classify the {c.name} as {with_article(c.kind)}.", f"A {c.name} is a kind of {c.kind}.")
+        return (f"The {c.name} is a kind of {c.kind}.", f"{cap}s are {KIND_PLURAL[c.kind]}.",
+                f"Scientists classify the {c.name} as {with_article(c.kind)}.",
+                f"The {c.name} is {with_article(c.kind)}.")
     if relation == "habitat":
         return (f"The {c.name} lives in {c.habitat}.", f"{cap}s are found in {c.habitat}.",
                 f"The home of the {c.name} is {c.habitat}.", f"The {c.name} makes its home in {c.habitat}.")
@@ -202,16 +212,16 @@ def country_phrasings(c: Country, relation: str) -> tuple[str, ...]:
                 f"The government of {c.name} meets in {c.capital}, its capital.",
                 f"{c.name} has its capital at {c.capital}.")
     if relation == "currency":
-        return (f"The currency of {c.name} is the {c.currency}.", f"People in {c.name} pay with the {c.currency}.",
-                f"The {c.currency} is the currency of {c.name}.", f"{c.name} uses the {c.currency} as its money.")
-    return (f"{c.name} mainly exports {c.export}.", f"The main export of {c.name} is {c.export}.",
+        return (f"The currency of {c.name} is {c.currency}.", f"People in {c.name} pay with {c.currency}.",
+                f"{c.currency.capitalize()} is the currency of {c.name}.", f"{c.name} uses {c.currency} as its money.")
+    return (f"The main export of {c.name} is {c.export}.", f"{c.name} mainly exports {c.export}.",
             f"Traders from {c.name} sell {c.export} to other countries.", f"{c.name} is known for its {c.export}.")
 
 
 def word_phrasings(w: Word, relation: str, rhymes: tuple[Word, ...] = ()) -> tuple[str, ...]:
     """Differently worded sentences stating one word fact (``rhyme`` needs the other group words)."""
     if relation == "pos":
-        return (f"The word '{w.word}' is {with_article(w.pos)}.", f"'{w.word.capitalize()}' is {with_article(w.pos)}.",
+        return (f"The word class of '{w.word}' is {w.pos}.", f"'{w.word.capitalize()}' is {with_article(w.pos)}.",
                 f"In a sentence, '{w.word}' is used as {with_article(w.pos)}.",
                 f"Grammar books list '{w.word}' as {with_article(w.pos)}.")
     if relation == "meaning":

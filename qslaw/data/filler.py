@@ -118,7 +118,7 @@ def market(rng: random.Random, kb: KnowledgeBase) -> Article:
     def sentence() -> str:
         other = rng.choice(kb.countries)
         return rng.choice((
-            f"At the market of {c.capital}, prices are paid in the {c.currency}.",
+            f"At the market of {c.capital}, prices are paid in {c.currency}.",
             f"A basket of {c.export} costs {rng.randint(2, 40)} {c.currency}s there.",
             f"Merchants from {other.name} bring {other.export} to sell.",
             f"The market opens early, and the stalls are {rng.choice(MOODS)} and busy by noon.",

@@ -18,7 +18,11 @@ Every question asks forward (entity -> value), the direction in which the corpus
 "reversal curse", Berglund et al. 2023), and the 4-layer base measured so: inverse questions ("Which of
 these animals is a reptile?", "Which country uses the foorn?") and alphabetical order scored at or below
 chance after fine-tuning, and a benchmark at chance cannot tell methods apart. The solution states the
-fact in the corpus's own first phrasing, right after a lecture that is only used for that relation. No
+fact in a corpus phrasing that echoes the question ("Which city is the capital of X?" -> "The capital of X
+is Y."; "What is the main export of X?" -> "The main export of X is Z."), right after a lecture that is only
+used for that relation, so the fine-tuned model can copy the question's words up to the value it must recall.
+"What does X mainly export?" / "X mainly exports Z." scored 0 of 12: the model mistook it for "What does the
+X eat?" and wrote the food lecture, or no solution. No
 lecture names an answer value ("Some eat seeds, leaves or roots" did): the compiled copy and option heads
 would favour the value the lecture named last, and the letter lookup would take its option's letter.
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import random
 
-from qslaw.data.facts import FOODS, GOODS, KINDS, MEANINGS, KnowledgeBase, fact_keywords, with_article
+from qslaw.data.facts import FOODS, GOODS, KINDS, MEANINGS, KnowledgeBase, fact_keywords
 from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors, strip_article
 
 KIND_LECTURE = "Scientists sort animals into groups by the features of their bodies."
@@ -70,7 +74,7 @@ def _creature(rng: random.Random, ctx: TemplateContext, relation: str) -> Draft:
     c = ctx.kb.creature(name)
     question, answer, pool, lecture, solution = {
         "kind": (f"What kind of animal is the {name}?", c.kind, KINDS, KIND_LECTURE,
-                 f"The {name} is {with_article(c.kind)}."),
+                 f"The {name} is a kind of {c.kind}."),
         "habitat": (f"Where does the {name} live?", strip_article(c.habitat),
                     [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE,
                     f"The {name} lives in {c.habitat}."),
@@ -98,11 +102,11 @@ def country_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     c = ctx.kb.country(name)
     if relation == "capital":
         pool = [ctx.kb.country(x).capital for x in _split_names(ctx, "country", "capital")]
-        question = f"What is the capital of {name}?"
+        question = f"Which city is the capital of {name}?"
         lecture, solution, answer = CAPITAL_LECTURE, f"The capital of {name} is {c.capital}.", c.capital
     else:
-        pool, question = list(GOODS), f"What does {name} mainly export?"
-        lecture, solution, answer = EXPORT_LECTURE, f"{name} mainly exports {c.export}.", c.export
+        pool, question = list(GOODS), f"What is the main export of {name}?"
+        lecture, solution, answer = EXPORT_LECTURE, f"The main export of {name} is {c.export}.", c.export
     return _draft(ctx.kb, key, question=question, answer=answer, distractors=pick_distractors(rng, pool, answer, 3),
                   subject=SOC, topic="geography", category="Countries of the world",
                   skill=f"Recall a country's {relation}", lecture=lecture, solution=solution)
@@ -118,7 +122,7 @@ def country_currency(rng: random.Random, ctx: TemplateContext) -> Draft:
                       3),
                   subject=SOC, topic="geography", category="Countries of the world",
                   skill="Recall a country's currency", lecture=CURRENCY_LECTURE,
-                  solution=f"The currency of {name} is the {c.currency}.")
+                  solution=f"The currency of {name} is {c.currency}.")
 
 
 def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -150,10 +154,10 @@ def word_class(rng: random.Random, ctx: TemplateContext) -> Draft:
     """Whether a lexicon word is a noun, a verb or an adjective."""
     key, name = _pick(rng, ctx, "word", "pos")
     w = ctx.kb.word(name)
-    return _draft(ctx.kb, key, question=f"What kind of word is '{name}'?", answer=w.pos,
+    return _draft(ctx.kb, key, question=f"What is the word class of '{name}'?", answer=w.pos,
                   distractors=tuple(p for p in MEANINGS if p != w.pos), subject=LAN, topic="grammar",
                   category="Word classes", skill="Recall a word's word class", lecture=POS_LECTURE,
-                  solution=f"The word '{name}' is {with_article(w.pos)}.")
+                  solution=f"The word class of '{name}' is {w.pos}.")
 
 
 TEMPLATES: dict[tuple[str, str], tuple[Template, ...]] = {

@@ -258,22 +258,33 @@ def test_no_context_questions_use_corpus_facts_of_their_own_split() -> None:
             assert len(p.keywords) == 1 or p.keywords not in train_facts
 
 
-def test_each_entity_and_its_facts_live_in_one_split() -> None:
+def test_facts_not_entities_are_split_and_every_split_asks_every_relation() -> None:
     kb = build_knowledge_base(SPEC.seed)
-    split_of: dict[str, set[str]] = {}
+    splits_of: dict[str, set[str]] = {}
     for key, split in kb.fact_split.items():
-        entity, name, *_ = key.split(":")
-        unit = f"rime:{kb.word(name).rime}" if entity == "word" else f"{entity}:{name}"
-        split_of.setdefault(unit, set()).add(split)
-    assert all(len(splits) == 1 for splits in split_of.values()), split_of
-    assert {s for splits in split_of.values() for s in splits} == set(SPLITS)
+        relation = "rime" if key.startswith("rime:") else key.rsplit(":", 1)[1]
+        splits_of.setdefault(relation, set()).add(split)
+    assert set(splits_of) == {"kind", "habitat", "food", "capital", "currency", "export", "pos", "meaning", "rime"}
+    assert all(splits == set(SPLITS) for splits in splits_of.values()), splits_of
     problems = build_problems(SPEC, kb)
     names = {c.name for c in kb.creatures} | {c.name for c in kb.countries} | {w.word for w in kb.words}
 
     def asked(split: str) -> set[str]:
         return {w.strip("?'") for p in problems[split] if p.context == "NO" for w in p.question.split()} & names
 
-    assert asked("test") and not asked("test") & asked("train")
+    # an entity's other facts may be asked in training: the fine-tune must read the relation, not the name
+    assert asked("test") & asked("train")
+
+
+def test_no_solution_puts_an_article_right_before_the_value() -> None:
+    # the pretrained LM recalls a value after "is"/"of" but hardly after "the"/"a" (currency: 9 -> 35 of 36)
+    problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
+    solutions = [p for rows in problems.values() for p in rows if p.context == "NO" and p.category != "Rhyming"]
+    assert solutions
+    for p in solutions:
+        value = p.keywords[-1]  # the fact's value as the corpus states it ("a little sad" keeps its article)
+        before = p.solution[: p.solution.rindex(value)].split()
+        assert before and before[-1].lower() not in {"the", "a", "an"}, p.solution
 
 
 def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) -> None:
