@@ -16,9 +16,10 @@ How it works
   of Sydym is"); greedy decoding must continue with the fact's value, by relation and for the test split's
   entities alone. A fine-tuned model answers a NO question by writing that sentence, so this is what its memory alone
   gives NO (the options in the prompt help beyond it: head 1.2 of `qslaw.model.circuits`).
-  Measured on the default base: 17 % overall; a capital 69 %, a word's class 38 %, an animal's food 19 %, an
-  export 14 %, a currency 6 %, a habitat, an animal's kind or a word's meaning at most 1 %. Which relations the
-  LM learns changes from build to build (a base of the same size with other lectures: food 79 %, capital 25 %).
+  Measured on the default base (values stated with no article before them): 35 % overall; a
+  currency 92 %, a capital 53 %, an animal's food 58 %, a word's class 38 %, an export 33 %, a habitat or an
+  animal's kind 15 %, a word's meaning 8 % (the earlier world, "is the prin": 17 % overall, a currency 6 %).
+  Which relations the LM learns changes from build to build.
 
 A fine-tuned model can only answer TXT and IMG questions by reading the hint, image or options, so a base
 that fails both copy probes makes the ScienceQA-style benchmark undiscriminating however long it is tuned. Run::

@@ -14,7 +14,7 @@ three words of a rhyme group share one key ``rime:orp``. Each fact is assigned t
 training question shows: the model must recall it from the corpus its language model was pretrained on. An
 entity's other facts may be asked in other splits ("What is the currency of Brevvua?" in train, "Which city
 is the capital of Brevvua?" in test), as in ScienceQA, where splits share subjects but not problems. With
-whole entities per split (sessions 1-7), the fine-tuned model met every test entity name for the first time
+whole entities per split (the earlier design), the fine-tuned model met every test entity name for the first time
 and fell back to the relation it saw most: it wrote the currency lecture for 12 of 15 capital questions, and
 NO scored 31 % (chance 26); splitting facts, 40-44 % on the same base. The corpus states every fact, whatever
 its split.
