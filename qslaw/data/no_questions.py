@@ -22,7 +22,10 @@ fact in a corpus phrasing that echoes the question ("Which city is the capital o
 is Y."; "What is the main export of X?" -> "The main export of X is Z."), right after a lecture that is only
 used for that relation, so the fine-tuned model can copy the question's words up to the value it must recall.
 "What does X mainly export?" / "X mainly exports Z." scored 0 of 12: the model mistook it for "What does the
-X eat?" and wrote the food lecture, or no solution. No
+X eat?" and wrote the food lecture, or no solution. An animal's question starts "The X is an animal." so the
+solution's "The" finds the name to copy (the compiled copy head matches the token before it): after "What does
+the X eat?" the fine-tuned model wrote a training animal's name ("The shamrurk eats small fish.") for 9 of 11
+foods, since "The" never occurs in that question; "the" is another token. No
 lecture names an answer value ("Some eat seeds, leaves or roots" did): the compiled copy and option heads
 would favour the value the lecture named last, and the letter lookup would take its option's letter.
 
@@ -73,12 +76,13 @@ def _creature(rng: random.Random, ctx: TemplateContext, relation: str) -> Draft:
     key, name = _pick(rng, ctx, "creature", relation)
     c = ctx.kb.creature(name)
     question, answer, pool, lecture, solution = {
-        "kind": (f"What kind of animal is the {name}?", c.kind, KINDS, KIND_LECTURE,
+        "kind": (f"The {name} is an animal. What kind of animal is it?", c.kind, KINDS, KIND_LECTURE,
                  f"The {name} is a kind of {c.kind}."),
-        "habitat": (f"Where does the {name} live?", strip_article(c.habitat),
+        "habitat": (f"The {name} is an animal. Where does it live?", strip_article(c.habitat),
                     [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE,
                     f"The {name} lives in {c.habitat}."),
-        "food": (f"What does the {name} eat?", c.food, FOODS, FOOD_LECTURE, f"The {name} eats {c.food}."),
+        "food": (f"The {name} is an animal. What does it eat?", c.food, FOODS, FOOD_LECTURE,
+                 f"The {name} eats {c.food}."),
     }[relation]
     return _draft(ctx.kb, key, question=question, answer=answer, distractors=pick_distractors(rng, pool, answer, 3),
                   subject=NAT, topic="biology", category="Animals of the world", skill=f"Recall an animal's {relation}",

@@ -287,6 +287,18 @@ def test_no_solution_puts_an_article_right_before_the_value() -> None:
         assert before and before[-1].lower() not in {"the", "a", "an"}, p.solution
 
 
+def test_no_solution_names_its_entity_after_the_same_word_as_the_question() -> None:
+    # the copy head continues a name after the token that preceded it in the question ("The X" / "of X")
+    problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
+    for p in (p for rows in problems.values() for p in rows if p.context == "NO" and p.category != "Rhyming"):
+        name = p.keywords[0]
+
+        def before(text: str, name: str = name) -> str:
+            return text[: text.index(name)].replace("'", " ").split()[-1]
+
+        assert before(p.question) == before(p.solution), (p.question, p.solution)
+
+
 def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) -> None:
     text = " ".join(pq.read_table(world / "corpus" / "train.parquet").column("text").to_pylist())
     for row in task_rows(world, "test"):
