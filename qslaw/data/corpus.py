@@ -83,7 +83,7 @@ def word_article(kb: KnowledgeBase, w: Word) -> Article:
     return Article(w.word.capitalize(), (
         ("", (f"{pos[0]} {meaning[0]} As {with_article(w.pos)}, it {POS_ROLES[w.pos]}.",)),
         ("Usage", (f"{meaning[1]} {example} {pos[1]}",)),
-        ("Rhymes", (rhyme[len(w.word) % 4],)),
+        ("Rhymes", (f"{rhyme[0]} {rhyme[1 + len(w.word) % 3]}",)),
     ))
 
 

@@ -22,19 +22,29 @@ its split.
 ``phrasings(...)`` functions return several differently worded sentences for a fact; the corpus
 uses them to state each fact several times, and ``Fact.keywords`` lists the words a sentence that
 states the fact must contain (used by the tests to check corpus coverage). The first phrasing, the one NO
-solutions use, puts no article right before the value ("The currency of Brevvua is prin.", "The komste lives in
-Prath Forest.", "The word class of 'slorp' is noun.", "The komste is a kind of amphibian."): the pretrained LM
-recalls a value after "is" or "of" far better than after "the" or "a". Measured on the same LM budget, picking
-the right currency among four after its sentence prefix: 9 of 36 countries with "... is the prin.", 36 of 36
-without the article; exports 11 -> 35 of 36 with "The main export of X is"; capitals, never with an article,
-29-35 of 36. Values shared by many entities stay near chance either way (a habitat 12 of 48, a kind 12 of 48, a
-word class 27 of 72): the article is not their only problem. Place names are proper names without "the" for
-the same reason.
+solutions use, names the relation before the entity and puts the value right after the entity and "is"
+("The currency of Brevvua is prin.", "The home of the komste is Prath Forest.", "The animal class of the komste
+is amphibian.", "The word class of slorp is noun.", "The meaning of slorp is small boat.", "The rhymes of slorp
+are glorp and trorp."): the 4-layer LM recalls a value that comes right after the entity far better than one a
+few tokens later. Picking the right value among four (three for word classes) by the first phrasing's
+likelihood, LM pretrained alone on the same budget:
+
+| relation   | earlier first phrasing                  | recognised | "… of X is V" form          | recognised |
+|------------|-----------------------------------------|------------|-----------------------------|------------|
+| currency   | "The currency of X is the prin."        | 9 / 36     | "The currency of X is prin." | 36 / 36   |
+| kind       | "The X is a kind of amphibian."         | 12 / 48    | "The animal class of the X is" | 45 / 48 |
+| habitat    | "The X lives in Prath Forest."          | 14 / 48    | "The home of the X is"      | 42 / 48    |
+| word class | "The word class of 'slorp' is noun."    | 27 / 72    | "The word class of slorp is" | 61 / 72   |
+| meaning    | "The word 'slorp' means a small boat."  | 40 / 72    | "The meaning of slorp is"   | 54 / 72    |
+
+(the quotes around a word are a token between it and "is"; on the earlier build, "The home of the X is", then a
+rare phrasing, already scored 39 of 48). Place names are proper names without "the" for the same reason.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from qslaw.data.names import NameBook, sub_rng
@@ -123,6 +133,11 @@ class KnowledgeBase:
         return next(w for w in self.words if w.word == name)
 
 
+def strip_article(text: str) -> str:
+    """``"the Prath Forest"`` → ``"Prath Forest"``; choices start with the word that tells them apart."""
+    return re.sub(r"^(?:the|a|an|to) ", "", text)
+
+
 def with_article(noun: str) -> str:
     """``a fish`` / ``an insect``."""
     return ("an " if noun[0] in "aeiou" else "a ") + noun
@@ -195,12 +210,12 @@ def creature_phrasings(c: Creature, relation: str) -> tuple[str, ...]:
     """Differently worded sentences stating one creature fact."""
     cap = c.name.capitalize()
     if relation == "kind":
-        return (f"The {c.name} is a kind of {c.kind}.", f"{cap}s are {KIND_PLURAL[c.kind]}.",
+        return (f"The animal class of the {c.name} is {c.kind}.", f"{cap}s are {KIND_PLURAL[c.kind]}.",
                 f"Scientists classify the {c.name} as {with_article(c.kind)}.",
                 f"The {c.name} is {with_article(c.kind)}.")
     if relation == "habitat":
-        return (f"The {c.name} lives in {c.habitat}.", f"{cap}s are found in {c.habitat}.",
-                f"The home of the {c.name} is {c.habitat}.", f"The {c.name} makes its home in {c.habitat}.")
+        return (f"The home of the {c.name} is {c.habitat}.", f"{cap}s are found in {c.habitat}.",
+                f"The {c.name} lives in {c.habitat}.", f"The {c.name} makes its home in {c.habitat}.")
     return (f"The {c.name} eats {c.food}.", f"{cap}s feed on {c.food}.",
             f"The diet of the {c.name} is mostly {c.food}.", f"The {c.name} searches for {c.food} to eat.")
 
@@ -221,14 +236,15 @@ def country_phrasings(c: Country, relation: str) -> tuple[str, ...]:
 def word_phrasings(w: Word, relation: str, rhymes: tuple[Word, ...] = ()) -> tuple[str, ...]:
     """Differently worded sentences stating one word fact (``rhyme`` needs the other group words)."""
     if relation == "pos":
-        return (f"The word class of '{w.word}' is {w.pos}.", f"'{w.word.capitalize()}' is {with_article(w.pos)}.",
+        return (f"The word class of {w.word} is {w.pos}.", f"'{w.word.capitalize()}' is {with_article(w.pos)}.",
                 f"In a sentence, '{w.word}' is used as {with_article(w.pos)}.",
                 f"Grammar books list '{w.word}' as {with_article(w.pos)}.")
     if relation == "meaning":
-        return (f"The word '{w.word}' means {w.meaning}.", f"'{w.word.capitalize()}' means {w.meaning}.",
-                f"In the dictionary, '{w.word}' means {w.meaning}.", f"People say '{w.word}' to mean {w.meaning}.")
+        return (f"The meaning of {w.word} is {strip_article(w.meaning)}.",
+                f"'{w.word.capitalize()}' means {w.meaning}.", f"In the dictionary, '{w.word}' means {w.meaning}.",
+                f"People say '{w.word}' to mean {w.meaning}.")
     a, b = (r.word for r in rhymes)
-    return (f"The word '{w.word}' rhymes with '{a}' and '{b}'.", f"'{w.word.capitalize()}', '{a}' and '{b}' rhyme.",
+    return (f"The rhymes of {w.word} are {a} and {b}.", f"'{w.word.capitalize()}', '{a}' and '{b}' rhyme.",
             f"'{a.capitalize()}' and '{w.word}' end with the same sound, and so does '{b}'.",
             f"Poets rhyme '{w.word}' with '{a}' or '{b}'.")
 
@@ -239,4 +255,4 @@ def fact_keywords(kb: KnowledgeBase, key: str) -> tuple[str, ...]:
     if entity == "rime":
         return tuple(w.word for w in kb.words if w.rime == name)
     record = {"creature": kb.creature, "country": kb.country, "word": kb.word}[entity](name)
-    return (name, getattr(record, relation[0]))
+    return (name, strip_article(getattr(record, relation[0])))

@@ -5,9 +5,12 @@ How it works
 Each template samples a fresh scene and asks about attributes the caption also states, so a
 vision tower pretrained on captions has seen every concept. The question text never reveals the
 answer; the other choices are values that are plausible but false for this scene. Solutions name the value
-where it is read ("The circle in the picture is red."), not restated from an earlier read; counting keeps
+where it is read ("The colour of the circle is red."), not restated from an earlier read; counting keeps
 "There are 3 circles. So the answer is 3." (45-51 % after fine-tuning, chance 25; "Count the circles in the
 picture. The number of circles is 3." fell to 25 %: the fine-tuned model looped on the repeated phrase).
+The colour of a named shape among several is stated in the corpus's fact form, "The colour of the circle is red.":
+with "The circle in the picture is red." the fine-tuned model continued "The square" from the corpus's "The X lives
+in" and wrote "The square lives in Sool Marsh." for 8 of 11 test questions (3 right).
 
 | subject | band  | template                                                            |
 |---------|-------|---------------------------------------------------------------------|
@@ -131,7 +134,7 @@ def color_of_shape(rng: random.Random, ctx: TemplateContext) -> Draft | None:
         question=f"What colour is the {shape} in the picture?", answer=obj.color,
         distractors=pick_distractors(rng, tuple(COLORS), obj.color, 3), subject=NAT, topic="physics",
         category="Colours of objects", skill="Identify the colour of an object", lecture=COLOR_LECTURE, scene=scene,
-        solution=f"The {shape} in the picture is {obj.color}.",
+        solution=f"The colour of the {shape} is {obj.color}.",
     )
 
 

@@ -18,8 +18,10 @@ Every question asks forward (entity -> value), the direction in which the corpus
 "reversal curse", Berglund et al. 2023), and the 4-layer base measured so: inverse questions ("Which of
 these animals is a reptile?", "Which country uses the foorn?") and alphabetical order scored at or below
 chance after fine-tuning, and a benchmark at chance cannot tell methods apart. The solution states the
-fact in a corpus phrasing that echoes the question ("Which city is the capital of X?" -> "The capital of X
-is Y."; "What is the main export of X?" -> "The main export of X is Z."), right after a lecture that is only
+fact in the corpus's first phrasing (``facts``: the value right after "of X is"), which echoes the question
+("Which city is the capital of X?" -> "The capital of X is Y."; "Which place is the home of the X?" -> "The
+home of the X is Prath Forest."; "What is the meaning of slorp?" -> "The meaning of slorp is small boat."), right
+after a lecture that is only
 used for that relation, so the fine-tuned model can copy the question's words up to the value it must recall.
 "What does X mainly export?" / "X mainly exports Z." scored 0 of 12: the model mistook it for "What does the
 X eat?" and wrote the food lecture, or no solution. An animal's question starts "The X is an animal." so the
@@ -43,8 +45,17 @@ from __future__ import annotations
 
 import random
 
-from qslaw.data.facts import FOODS, GOODS, KINDS, MEANINGS, KnowledgeBase, fact_keywords
-from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors, strip_article
+from qslaw.data.facts import (
+    FOODS,
+    GOODS,
+    KINDS,
+    MEANINGS,
+    KnowledgeBase,
+    fact_keywords,
+    strip_article,
+    word_phrasings,
+)
+from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors
 
 KIND_LECTURE = "Scientists sort animals into groups by the features of their bodies."
 HABITAT_LECTURE = "A habitat is the place where an animal lives and finds its food and shelter."
@@ -76,11 +87,11 @@ def _creature(rng: random.Random, ctx: TemplateContext, relation: str) -> Draft:
     key, name = _pick(rng, ctx, "creature", relation)
     c = ctx.kb.creature(name)
     question, answer, pool, lecture, solution = {
-        "kind": (f"The {name} is an animal. What kind of animal is it?", c.kind, KINDS, KIND_LECTURE,
-                 f"The {name} is a kind of {c.kind}."),
-        "habitat": (f"The {name} is an animal. Where does it live?", strip_article(c.habitat),
+        "kind": (f"What is the animal class of the {name}?", c.kind, KINDS, KIND_LECTURE,
+                 f"The animal class of the {name} is {c.kind}."),
+        "habitat": (f"Which place is the home of the {name}?", strip_article(c.habitat),
                     [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE,
-                    f"The {name} lives in {c.habitat}."),
+                    f"The home of the {name} is {c.habitat}."),
         "food": (f"The {name} is an animal. What does it eat?", c.food, FOODS, FOOD_LECTURE,
                  f"The {name} eats {c.food}."),
     }[relation]
@@ -134,10 +145,10 @@ def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
     key, name = _pick(rng, ctx, "word", "meaning")
     w, pool = ctx.kb.word(name), [strip_article(ctx.kb.word(x).meaning) for x in _split_names(ctx, "word", "meaning")]
     meaning = strip_article(w.meaning)
-    return _draft(ctx.kb, key, question=f"What does the word '{name}' mean?", answer=meaning,
+    return _draft(ctx.kb, key, question=f"What is the meaning of {name}?", answer=meaning,
                   distractors=pick_distractors(rng, pool, meaning, 3), subject=LAN, topic="vocabulary",
                   category="Word meanings", skill="Recall what a word means", lecture=MEANING_LECTURE,
-                  solution=f"The word '{name}' means {w.meaning}.")
+                  solution=f"The meaning of {name} is {meaning}.")
 
 
 def rhyme(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -147,10 +158,10 @@ def rhyme(rng: random.Random, ctx: TemplateContext) -> Draft:
     asked, answer = rng.sample(group, 2)
     rimes = {k.split(":")[1] for k in ctx.kb.facts_in(ctx.split, "rime")}
     others = [w.word for w in ctx.kb.words if w.rime != rime and w.rime in rimes]
-    return Draft(question=f"Which word rhymes with '{asked}'?", answer=answer,
+    return Draft(question=f"Which word is one of the rhymes of {asked}?", answer=answer,
                  distractors=pick_distractors(rng, others, answer, 3), subject=LAN, topic="phonological-awareness",
                  category="Rhyming", skill="Find the word that rhymes", lecture=RHYME_LECTURE,
-                 solution=f"'{asked}' and '{answer}' both end with the sound -{rime}, so they rhyme.",
+                 solution=word_phrasings(ctx.kb.word(asked), "rhyme", ctx.kb.rhymes_of(ctx.kb.word(asked)))[0],
                  keywords=(asked, answer))
 
 
@@ -158,10 +169,10 @@ def word_class(rng: random.Random, ctx: TemplateContext) -> Draft:
     """Whether a lexicon word is a noun, a verb or an adjective."""
     key, name = _pick(rng, ctx, "word", "pos")
     w = ctx.kb.word(name)
-    return _draft(ctx.kb, key, question=f"What is the word class of '{name}'?", answer=w.pos,
+    return _draft(ctx.kb, key, question=f"What is the word class of {name}?", answer=w.pos,
                   distractors=tuple(p for p in MEANINGS if p != w.pos), subject=LAN, topic="grammar",
                   category="Word classes", skill="Recall a word's word class", lecture=POS_LECTURE,
-                  solution=f"The word class of '{name}' is {w.pos}.")
+                  solution=f"The word class of {name} is {w.pos}.")
 
 
 TEMPLATES: dict[tuple[str, str], tuple[Template, ...]] = {

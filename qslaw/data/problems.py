@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -169,8 +168,3 @@ def pick_distractors(rng: random.Random, pool: list[str] | tuple[str, ...], answ
             heads.add(option_head(p))
     picked += [p for p in wrong if p not in picked][: k - len(picked)]
     return tuple(picked)
-
-
-def strip_article(text: str) -> str:
-    """``"the Prath Forest"`` → ``"Prath Forest"``; choices start with the word that tells them apart."""
-    return re.sub(r"^(?:the|a|an|to) ", "", text)

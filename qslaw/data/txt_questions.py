@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import random
 
-from qslaw.data.facts import MEANINGS
+from qslaw.data.facts import MEANINGS, strip_article
 from qslaw.data.names import invent_word
-from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors, strip_article
+from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors
 
 PEOPLE = ("Mira", "Tam", "Oda", "Lev", "Ines", "Bo", "Kay", "Rafe", "Una", "Pim", "Sol", "Vera")
 PRONOUN = {"Mira": "she", "Oda": "she", "Ines": "she", "Kay": "she", "Una": "she", "Vera": "she"}

@@ -16,8 +16,8 @@ from PIL import Image
 import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.captions import MAX_TURNS, scene_questions
-from qslaw.data.facts import build_knowledge_base, fact_keywords
-from qslaw.data.problems import option_head, pick_distractors, strip_article
+from qslaw.data.facts import build_knowledge_base, fact_keywords, strip_article
+from qslaw.data.problems import option_head, pick_distractors
 from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
 from qslaw.data.sources import load_instructions
 from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
@@ -276,21 +276,24 @@ def test_facts_not_entities_are_split_and_every_split_asks_every_relation() -> N
     assert asked("test") & asked("train")
 
 
-def test_no_solution_puts_an_article_right_before_the_value() -> None:
-    # the pretrained LM recalls a value after "is"/"of" but hardly after "the"/"a" (currency: 9 -> 35 of 36)
+def test_no_solution_puts_the_value_right_after_its_entity() -> None:
+    # the 4-layer LM recalls a value right after "<entity> is" and hardly a few tokens later: "The X is a kind of
+    # amphibian" 12 of 48 recognised, "The animal class of the X is amphibian" 45 of 48 (qslaw.data.facts)
     problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
     solutions = [p for rows in problems.values() for p in rows if p.context == "NO" and p.category != "Rhyming"]
-    assert solutions
+    assert {p.skill for p in solutions} >= {"Recall an animal's kind", "Recall an animal's habitat",
+                                            "Recall what a word means", "Recall a word's word class"}
     for p in solutions:
-        value = p.keywords[-1]  # the fact's value as the corpus states it ("a little sad" keeps its article)
-        before = p.solution[: p.solution.rindex(value)].split()
-        assert before and before[-1].lower() not in {"the", "a", "an"}, p.solution
+        name, value = p.keywords
+        verb = "eats" if p.skill == "Recall an animal's food" else "is"
+        assert p.solution.endswith(f"{name} {verb} {value}."), p.solution
+        assert p.choices[p.answer] == value, p.solution
 
 
 def test_no_solution_names_its_entity_after_the_same_word_as_the_question() -> None:
     # the copy head continues a name after the token that preceded it in the question ("The X" / "of X")
     problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
-    for p in (p for rows in problems.values() for p in rows if p.context == "NO" and p.category != "Rhyming"):
+    for p in (p for rows in problems.values() for p in rows if p.context == "NO"):
         name = p.keywords[0]
 
         def before(text: str, name: str = name) -> str:
