@@ -8,9 +8,11 @@ answer; the other choices are values that are plausible but false for this scene
 where it is read ("The colour of the circle is red."), not restated from an earlier read; counting keeps
 "There are 3 circles. So the answer is 3." (45-51 % after fine-tuning, chance 25; "Count the circles in the
 picture. The number of circles is 3." fell to 25 %: the fine-tuned model looped on the repeated phrase).
-The colour of a named shape among several is stated in the corpus's fact form, "The colour of the circle is red.":
-with "The circle in the picture is red." the fine-tuned model continued "The square" from the corpus's "The X lives
-in" and wrote "The square lives in Sool Marsh." for 8 of 11 test questions (3 right).
+A colour is stated in the corpus's fact form, "The colour of the circle is red.". With "The circle in the picture
+is red." the fine-tuned model continued "The square" from the corpus's "The X lives in" and wrote "The square lives
+in Sool Marsh." for 8 of 11 test questions (3 right). Both colour templates share their lecture, so they share the
+form: with "The shape in the picture is red." beside the new form, 7 of 28 one-shape answers became "The colour of
+the picture is red.".
 
 | subject | band  | template                                                            |
 |---------|-------|---------------------------------------------------------------------|
@@ -159,7 +161,7 @@ def color_word(rng: random.Random, ctx: TemplateContext) -> Draft:
         question="Which word describes the colour of the shape in the picture?", answer=obj.color,
         distractors=pick_distractors(rng, tuple(COLORS), obj.color, 3), subject=LAN, topic="vocabulary",
         category="Describing words", skill="Use a colour word that describes a picture", lecture=COLOR_LECTURE,
-        solution=f"The shape in the picture is {obj.color}.", scene=scene,
+        solution=f"The colour of the shape is {obj.color}.", scene=scene,
     )
 
 

@@ -173,7 +173,7 @@ class EmbeddedModelSpec:
     """Evaluations without relative improvement > tower_min_delta before the tower stops."""
     tower_min_delta: float = 0.0
     """Relative held-out contrastive-loss improvement that counts as progress."""
-    caption_max_steps: int = 60
+    caption_max_steps: int = 400
     """Projector caption-alignment step budget (also the cosine horizon)."""
     caption_batch_size: int = 16
     """Image-caption pairs per step."""
@@ -181,7 +181,7 @@ class EmbeddedModelSpec:
     """Peak learning rate of the projector."""
     caption_warmup_steps: int = 10
     """Caption linear warm-up steps."""
-    caption_eval_every: int = 30
+    caption_eval_every: int = 100
     """Steps between held-out caption-loss evaluations."""
     caption_patience: int = 2
     """Evaluations without relative improvement > caption_min_delta before caption training stops."""

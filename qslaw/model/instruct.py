@@ -4,8 +4,8 @@ Why, and where it stands
 ------------------------
 The LLaVA checkpoints people fine-tune on ScienceQA have been instruction-tuned on VQA-style data: they
 already read images. The embedded base does not. Measured on the embedded world (session 7):
-- the projector alone (stage 1, tower and LM frozen) does not teach the 4-layer LM to read images: caption
-  loss with the right image ≈ with another image;
+- the projector alone (stage 1, tower and LM frozen) for 60 steps did not teach the 4-layer LM to read images:
+  caption loss with the right image ≈ with another image (460 steps later did: `qslaw.model.caption`);
 - a LoRA fine-tune on the task split does not either: one-shape colour questions stay near chance;
 - this phase does teach reading, in its own format: after 200 steps, one-shape colour questions asked as here
   are answered 35/40 right (8/40 with another record's image) and "what colour is the circle" 22/40 (3/40);

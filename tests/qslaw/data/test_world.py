@@ -17,6 +17,7 @@ import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.captions import MAX_TURNS, scene_questions
 from qslaw.data.facts import build_knowledge_base, fact_keywords, strip_article
+from qslaw.data.img_questions import COLOR_LECTURE
 from qslaw.data.problems import option_head, pick_distractors
 from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
 from qslaw.data.sources import load_instructions
@@ -288,6 +289,18 @@ def test_no_solution_puts_the_value_right_after_its_entity() -> None:
         verb = "eats" if p.skill == "Recall an animal's food" else "is"
         assert p.solution.endswith(f"{name} {verb} {value}."), p.solution
         assert p.choices[p.answer] == value, p.solution
+
+
+def test_colour_solutions_share_the_corpus_fact_form() -> None:
+    # "The circle in the picture is red." was continued as "The square lives in Sool Marsh." (the corpus's
+    # "The X lives in"); two templates sharing a lecture with two forms mixed them ("The colour of the picture is")
+    problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
+    colour = [p for rows in problems.values() for p in rows if p.lecture == COLOR_LECTURE]
+    assert {p.skill for p in colour} == {"Identify the colour of an object",
+                                         "Use a colour word that describes a picture"}
+    for p in colour:
+        thing = p.question.split("colour of the ")[-1].split("What colour is the ")[-1].split()[0]
+        assert p.solution == f"The colour of the {thing} is {p.choices[p.answer]}.", (p.question, p.solution)
 
 
 def test_no_solution_names_its_entity_after_the_same_word_as_the_question() -> None:
