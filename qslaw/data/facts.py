@@ -25,9 +25,10 @@ states the fact must contain (used by the tests to check corpus coverage). The f
 solutions use, names the relation before the entity and puts the value right after the entity and "is"
 ("The currency of Brevvua is prin.", "The home of the komste is Prath Forest.", "The animal class of the komste
 is amphibian.", "The word class of slorp is noun.", "The meaning of slorp is small boat.", "The rhymes of slorp
-are glorp and trorp."): the 4-layer LM recalls a value that comes right after the entity far better than one a
-few tokens later. Picking the right value among four (three for word classes) by the first phrasing's
-likelihood, LM pretrained alone on the same budget:
+are glorp and trorp."; a food stays "The komste eats moss.", the verb right after the entity): the 4-layer LM
+recalls a value that comes right after the entity far better than one a few tokens later. Picking the right
+value among four (three for word classes) by the first phrasing's likelihood, LM pretrained alone on the same
+budget:
 
 | relation   | earlier first phrasing                  | recognised | "… of X is V" form          | recognised |
 |------------|-----------------------------------------|------------|-----------------------------|------------|

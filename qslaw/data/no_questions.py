@@ -24,7 +24,7 @@ home of the X is Prath Forest."; "What is the meaning of slorp?" -> "The meaning
 after a lecture that is only
 used for that relation, so the fine-tuned model can copy the question's words up to the value it must recall.
 "What does X mainly export?" / "X mainly exports Z." scored 0 of 12: the model mistook it for "What does the
-X eat?" and wrote the food lecture, or no solution. An animal's question starts "The X is an animal." so the
+X eat?" and wrote the food lecture, or no solution. An animal's food question starts "The X is an animal." so the
 solution's "The" finds the name to copy (the compiled copy head matches the token before it): after "What does
 the X eat?" the fine-tuned model wrote a training animal's name ("The shamrurk eats small fish.") for 9 of 11
 foods, since "The" never occurs in that question; "the" is another token. No
