@@ -78,20 +78,12 @@ def practice_accuracy(lm: torch.nn.Module, tokenizer: object, items: int = 120, 
 
 def fact_sentences(kb: object) -> list[tuple[str, str, str, str]]:
     """``(relation, prefix, value, fact key)`` of every forward fact, worded as the NO solutions word it."""
-    from qslaw.data.facts import strip_article
+    from qslaw.data.facts import fact_keywords, first_phrasing
 
     items = []
-    for c in kb.creatures:
-        items += [("kind", f"The animal class of the {c.name} is", c.kind, f"creature:{c.name}:kind"),
-                  ("habitat", f"The home of the {c.name} is", c.habitat, f"creature:{c.name}:habitat"),
-                  ("food", f"The {c.name} eats", c.food, f"creature:{c.name}:food")]
-    for c in kb.countries:
-        items += [("capital", f"The capital of {c.name} is", c.capital, f"country:{c.name}:capital"),
-                  ("currency", f"The currency of {c.name} is", c.currency, f"country:{c.name}:currency"),
-                  ("export", f"The main export of {c.name} is", c.export, f"country:{c.name}:export")]
-    for w in kb.words:
-        items += [("pos", f"The word class of {w.word} is", w.pos, f"word:{w.word}:pos"),
-                  ("meaning", f"The meaning of {w.word} is", strip_article(w.meaning), f"word:{w.word}:meaning")]
+    for key in (k for k in kb.fact_split if not k.startswith("rime:")):
+        value = fact_keywords(kb, key)[-1]
+        items.append((key.split(":")[2], first_phrasing(kb, key).removesuffix(f" {value}."), value, key))
     return items
 
 

@@ -250,6 +250,16 @@ def word_phrasings(w: Word, relation: str, rhymes: tuple[Word, ...] = ()) -> tup
             f"Poets rhyme '{w.word}' with '{a}' or '{b}'.")
 
 
+def first_phrasing(kb: KnowledgeBase, key: str) -> str:
+    """The sentence a NO solution writes for a forward fact key: its first phrasing ("The capital of X is Y.")."""
+    entity, name, relation = key.split(":")
+    if entity == "creature":
+        return creature_phrasings(kb.creature(name), relation)[0]
+    if entity == "country":
+        return country_phrasings(kb.country(name), relation)[0]
+    return word_phrasings(kb.word(name), relation)[0]
+
+
 def fact_keywords(kb: KnowledgeBase, key: str) -> tuple[str, ...]:
     """Words every sentence stating fact ``key`` contains (entity + value)."""
     entity, name, *relation = key.split(":")

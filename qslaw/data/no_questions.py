@@ -52,6 +52,7 @@ from qslaw.data.facts import (
     MEANINGS,
     KnowledgeBase,
     fact_keywords,
+    first_phrasing,
     strip_article,
     word_phrasings,
 )
@@ -86,18 +87,15 @@ def _draft(kb: KnowledgeBase, key: str, **fields: object) -> Draft:
 def _creature(rng: random.Random, ctx: TemplateContext, relation: str) -> Draft:
     key, name = _pick(rng, ctx, "creature", relation)
     c = ctx.kb.creature(name)
-    question, answer, pool, lecture, solution = {
-        "kind": (f"What is the animal class of the {name}?", c.kind, KINDS, KIND_LECTURE,
-                 f"The animal class of the {name} is {c.kind}."),
+    question, answer, pool, lecture = {
+        "kind": (f"What is the animal class of the {name}?", c.kind, KINDS, KIND_LECTURE),
         "habitat": (f"Which place is the home of the {name}?", strip_article(c.habitat),
-                    [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE,
-                    f"The home of the {name} is {c.habitat}."),
-        "food": (f"The {name} is an animal. What does it eat?", c.food, FOODS, FOOD_LECTURE,
-                 f"The {name} eats {c.food}."),
+                    [strip_article(h) for h in ctx.kb.habitats], HABITAT_LECTURE),
+        "food": (f"The {name} is an animal. What does it eat?", c.food, FOODS, FOOD_LECTURE),
     }[relation]
     return _draft(ctx.kb, key, question=question, answer=answer, distractors=pick_distractors(rng, pool, answer, 3),
                   subject=NAT, topic="biology", category="Animals of the world", skill=f"Recall an animal's {relation}",
-                  lecture=lecture, solution=solution)
+                  lecture=lecture, solution=first_phrasing(ctx.kb, key))
 
 
 def creature_kind_or_food(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -118,13 +116,13 @@ def country_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     if relation == "capital":
         pool = [ctx.kb.country(x).capital for x in _split_names(ctx, "country", "capital")]
         question = f"Which city is the capital of {name}?"
-        lecture, solution, answer = CAPITAL_LECTURE, f"The capital of {name} is {c.capital}.", c.capital
+        lecture, answer = CAPITAL_LECTURE, c.capital
     else:
         pool, question = list(GOODS), f"What is the main export of {name}?"
-        lecture, solution, answer = EXPORT_LECTURE, f"The main export of {name} is {c.export}.", c.export
+        lecture, answer = EXPORT_LECTURE, c.export
     return _draft(ctx.kb, key, question=question, answer=answer, distractors=pick_distractors(rng, pool, answer, 3),
                   subject=SOC, topic="geography", category="Countries of the world",
-                  skill=f"Recall a country's {relation}", lecture=lecture, solution=solution)
+                  skill=f"Recall a country's {relation}", lecture=lecture, solution=first_phrasing(ctx.kb, key))
 
 
 def country_currency(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -137,7 +135,7 @@ def country_currency(rng: random.Random, ctx: TemplateContext) -> Draft:
                       3),
                   subject=SOC, topic="geography", category="Countries of the world",
                   skill="Recall a country's currency", lecture=CURRENCY_LECTURE,
-                  solution=f"The currency of {name} is {c.currency}.")
+                  solution=first_phrasing(ctx.kb, key))
 
 
 def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -148,7 +146,7 @@ def word_meaning(rng: random.Random, ctx: TemplateContext) -> Draft:
     return _draft(ctx.kb, key, question=f"What is the meaning of {name}?", answer=meaning,
                   distractors=pick_distractors(rng, pool, meaning, 3), subject=LAN, topic="vocabulary",
                   category="Word meanings", skill="Recall what a word means", lecture=MEANING_LECTURE,
-                  solution=f"The meaning of {name} is {meaning}.")
+                  solution=first_phrasing(ctx.kb, key))
 
 
 def rhyme(rng: random.Random, ctx: TemplateContext) -> Draft:
@@ -172,7 +170,7 @@ def word_class(rng: random.Random, ctx: TemplateContext) -> Draft:
     return _draft(ctx.kb, key, question=f"What is the word class of {name}?", answer=w.pos,
                   distractors=tuple(p for p in MEANINGS if p != w.pos), subject=LAN, topic="grammar",
                   category="Word classes", skill="Recall a word's word class", lecture=POS_LECTURE,
-                  solution=f"The word class of {name} is {w.pos}.")
+                  solution=first_phrasing(ctx.kb, key))
 
 
 TEMPLATES: dict[tuple[str, str], tuple[Template, ...]] = {
