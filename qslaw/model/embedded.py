@@ -97,8 +97,9 @@ _NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITI
 class EmbeddedModelSpec:
     """Sizes and training budget of the embedded base.
 
-    params.yaml's embedded spec (384 LM steps, 150 tower steps) builds in ≈ 165 s on an idle 2-core machine
-    from ~300k corpus words and 2000 pairs (LM 118 s, tower 20 s, projector 20 s); `lm_max_steps` is the
+    params.yaml's embedded spec (384 LM steps, 150 tower steps, 400 caption steps) builds in ≈ 200 s on an idle
+    2-core machine from the default world (LM 99 s, tower 15 s, projector 81 s; 2026-11-28; a busier machine took
+    300 s); `lm_max_steps` is the
     lever: the LM memorises the corpus facts only late (4-way fact recognition ≈ 29 % at 320 steps, 70 % at
     480, 86-96 % at 640).
     """
@@ -161,7 +162,7 @@ class EmbeddedModelSpec:
     """Relative validation-perplexity improvement that counts as progress (0: any; memorising facts is slow)."""
     lm_val_chunks: int = 32
     """Validation chunks per evaluation (caps its cost)."""
-    tower_max_steps: int = 250
+    tower_max_steps: int = 150
     """Contrastive tower pretraining step budget (also the cosine horizon)."""
     tower_batch_size: int = 64
     """Image-caption pairs per contrastive step (batch negatives + 1)."""
