@@ -99,9 +99,8 @@ class EmbeddedModelSpec:
 
     params.yaml's embedded spec (384 LM steps, 150 tower steps, 400 caption steps) builds in ≈ 200 s on an idle
     2-core machine from the default world (LM 99 s, tower 15 s, projector 81 s; 2026-11-28; a busier machine took
-    300 s); `lm_max_steps` is the
-    lever: the LM memorises the corpus facts only late (4-way fact recognition ≈ 29 % at 320 steps, 70 % at
-    480, 86-96 % at 640).
+    300 s); `lm_max_steps` is the lever: the LM memorises the corpus facts only late (4-way fact recognition
+    ≈ 29 % at 320 steps, 70 % at 480, 86-96 % at 640).
     """
 
     seed: int = 0
