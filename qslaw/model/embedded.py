@@ -97,9 +97,9 @@ _NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITI
 class EmbeddedModelSpec:
     """Sizes and training budget of the embedded base.
 
-    params.yaml's embedded spec (384 LM steps, 150 tower steps, 400 caption steps) builds in ≈ 200 s on an idle
-    2-core machine from the default world (LM 99 s, tower 15 s, projector 81 s; 2026-11-28; a busier machine took
-    300 s); `lm_max_steps` is the lever: the LM memorises the corpus facts only late (4-way fact recognition
+    params.yaml's embedded spec (384 LM steps, 150 tower steps, 400 caption steps) builds in 199-254 s on the
+    2-core machine from the default world (LM 99-121 s, tower 15-19 s, projector 81-109 s; 2026-11-28; a busier
+    day took 300 s); `lm_max_steps` is the lever: the LM memorises the corpus facts only late (4-way fact recognition
     ≈ 29 % at 320 steps, 70 % at 480, 86-96 % at 640).
     """
 
