@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from qslaw.data.scenes import COLORS, POSITIONS, SHAPES, SIZES
-from qslaw.model.caption import CaptionData, collate, encode_pairs, split_pairs
+from qslaw.model.caption import CaptionData, encode_pairs, split_pairs, teacher_forced
 
 KINDS: dict[str, tuple[str, ...]] = {
     "colour": tuple(COLORS),
@@ -69,13 +69,9 @@ def attribute_accuracy(model: nn.Module, data: CaptionData, idx: list[int], pad_
                        batch_size: int = 32, mismatched: bool = False) -> dict[str, tuple[int, int]]:
     """Kind → (right, total) top-1 predictions of attribute tokens in the captions ``idx`` (images rolled by one
     when ``mismatched``)."""
-    images = idx[1:] + idx[:1] if mismatched else idx
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for i in range(0, len(idx), batch_size):
-        batch = collate(data, idx[i : i + batch_size], pad_id, images[i : i + batch_size])
-        labels = batch.pop("labels")[:, 1:]
-        pred = model(**batch).logits[:, :-1].argmax(-1)
-        for label, guess in zip(labels.flatten().tolist(), pred.flatten().tolist()):
+    for labels, logits in teacher_forced(model, data, idx, pad_id, batch_size, mismatched):
+        for label, guess in zip(labels.flatten().tolist(), logits.argmax(-1).flatten().tolist()):
             if label in kinds:
                 counts[kinds[label]][0] += label == guess
                 counts[kinds[label]][1] += 1

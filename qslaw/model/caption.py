@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -123,16 +123,22 @@ def collate(data: CaptionData, idx: Sequence[int], pad_id: int, image_idx: Seque
 
 
 @torch.no_grad()
+def teacher_forced(model: nn.Module, data: CaptionData, idx: list[int], pad_id: int, batch_size: int,
+                   mismatched: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(next-token labels, logits) per batch of pairs `idx`, aligned; `mismatched` rolls images by one."""
+    images = idx[1:] + idx[:1] if mismatched else idx
+    for i in range(0, len(idx), batch_size):
+        batch = collate(data, idx[i : i + batch_size], pad_id, images[i : i + batch_size])
+        labels = batch.pop("labels")[:, 1:]
+        yield labels, model(**batch).logits[:, :-1].float()
+
+
 def caption_scores(model: nn.Module, data: CaptionData, idx: list[int], pad_id: int, batch_size: int,
                    mismatched: bool = False) -> tuple[float, float]:
     """Held-out (mean caption-token loss, teacher-forced token accuracy); `mismatched` rolls images by one."""
     was_training, loss_sum, correct, count = model.training, 0.0, 0, 0
     model.eval()
-    images = idx[1:] + idx[:1] if mismatched else idx
-    for i in range(0, len(idx), batch_size):
-        batch = collate(data, idx[i : i + batch_size], pad_id, images[i : i + batch_size])
-        labels = batch.pop("labels")[:, 1:]
-        logits = model(**batch).logits[:, :-1].float()
+    for labels, logits in teacher_forced(model, data, idx, pad_id, batch_size, mismatched):
         keep = labels != -100
         loss_sum += nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum").item()
         correct += (logits.argmax(-1)[keep] == labels[keep]).sum().item()
