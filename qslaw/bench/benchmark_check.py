@@ -95,10 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="test questions (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--ds-config", type=Path, default=Path("infra/deepspeed/zero2.json"))
+    parser.add_argument("--seed", type=int, default=0, help="LoRA init, dropout and batch order (replicates)")
     parser.add_argument("--out", type=Path, default=None, help="write report, predictions and adapter here")
     args = parser.parse_args(argv)
     records: list[dict] = []
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = LlavaForConditionalGeneration.from_pretrained(args.base_dir, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(args.base_dir)
     test = read_rows(args.prepare_dir / "task_test.parquet")
@@ -114,14 +115,16 @@ def main(argv: list[str] | None = None) -> None:
               {"params": [p for n, p in named if TRAINABLE_GROUPS["projector"](n)], "lr": args.lr / 10}]
     pad = processor.tokenizer.pad_token_id
     history = train(peft_model, samples, lambda b: collate(b, pad), groups,
-                    LoopSpec(epochs=args.epochs, batch_size=16, desc="fp LoRA"), args.ds_config)
+                    LoopSpec(epochs=args.epochs, batch_size=16, seed=args.seed, desc="fp LoRA"), args.ds_config)
     tuned = evaluate(peft_model.eval(), processor, test, 32, args.max_new_tokens, "fp_lora", records)
-    report = {"untuned": untuned, "untuned_choice_probe": probe, "fp_lora": tuned,
+    report = {"args": {"epochs": args.epochs, "lr": args.lr, "seed": args.seed},
+              "untuned": untuned, "untuned_choice_probe": probe, "fp_lora": tuned,
               "fp_lora_choice_probe": choice_probe(peft_model, processor, test), "final_loss": history[-1]["loss"],
               "wall_s": time.perf_counter() - t0}
     print(json.dumps({k: (v["accuracy"] if isinstance(v, dict) and "accuracy" in v else v) for k, v in report.items()},
                      indent=1))
-    print(json.dumps({k: v["parse_failure_rate"] for k, v in report.items() if isinstance(v, dict)}))
+    print(json.dumps({k: v["parse_failure_rate"] for k, v in report.items()
+                      if isinstance(v, dict) and "parse_failure_rate" in v}))
     if args.out is not None:
         with atomic_dir(args.out) as tmp:
             (tmp / "report.json").write_text(json.dumps(report, indent=1))
