@@ -60,4 +60,7 @@ def test_bad_run_names_the_file_and_key(tmp_path: Path) -> None:
         main([str(run), "--out", str(tmp_path / "summary")])
     with pytest.raises(SystemExit, match="no such file"):
         main([str(tmp_path / "missing")])
+    (run / "report.json").write_text("{")
+    with pytest.raises(SystemExit, match=r"a/report.json: not JSON"):
+        main([str(run)])
     assert not (tmp_path / "summary").exists()
