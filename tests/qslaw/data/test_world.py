@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -324,11 +325,15 @@ def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) ->
             assert row["solution"].rstrip(".").endswith(row["choices"][row["answer"]]), row["solution"]
 
 
-def test_no_context_lectures_name_no_choice() -> None:
+def test_lectures_name_no_choice_word() -> None:
+    # The LM names the answer letter by the option whose first word the output mentioned last; the model writes
+    # the lecture before the solution, so a lecture that says "top" and "bottom" sends "The answer is" to those
+    # options: where-questions whose solution named the right cell got the wrong letter 6 times in 10.
     problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
-    for p in (p for rows in problems.values() for p in rows if p.context == "NO"):
-        words = set(p.lecture.lower().replace(",", " ").replace(".", " ").replace(";", " ").split())
-        assert not [c for c in p.choices if c.lower() in words], (p.lecture, p.choices)
+    for p in (p for rows in problems.values() for p in rows):
+        words = set(re.findall(r"[a-z0-9]+", p.lecture.lower()))
+        firsts = [re.findall(r"[a-z0-9]+", c.lower())[0] for c in p.choices]
+        assert not [w for w in firsts if w in words], (p.skill, p.lecture, p.choices)
 
 
 def test_lessons_give_worked_examples_from_training_solutions_of_read_contexts(world: Path) -> None:
