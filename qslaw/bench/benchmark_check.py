@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("base_dir", type=Path)
     parser.add_argument("prepare_dir", type=Path)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=2e-3, help="LoRA lr (projector: lr / 10)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="LoRA lr")
+    parser.add_argument("--projector-lr", type=float, default=None, help="projector lr (default: lr / 10)")
     parser.add_argument("--limit", type=int, default=0, help="test questions (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--ds-config", type=Path, default=Path("infra/deepspeed/zero2.json"))
@@ -113,13 +114,14 @@ def main(argv: list[str] | None = None) -> None:
     peft_model = add_lora(model, QuantSpec(), r=64, alpha=16, dropout=0.05)  # the spec only names the targets
     set_trainable(peft_model, ["lora", "projector"])
     named = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
+    projector_lr = args.lr / 10 if args.projector_lr is None else args.projector_lr
     groups = [{"params": [p for n, p in named if TRAINABLE_GROUPS["lora"](n)], "lr": args.lr},
-              {"params": [p for n, p in named if TRAINABLE_GROUPS["projector"](n)], "lr": args.lr / 10}]
+              {"params": [p for n, p in named if TRAINABLE_GROUPS["projector"](n)], "lr": projector_lr}]
     pad = processor.tokenizer.pad_token_id
     history = train(peft_model, samples, lambda b: collate(b, pad), groups,
                     LoopSpec(epochs=args.epochs, batch_size=16, seed=args.seed, desc="fp LoRA"), args.ds_config)
     tuned = evaluate(peft_model.eval(), processor, test, 32, args.max_new_tokens, "fp_lora", records)
-    report = {"args": {"epochs": args.epochs, "lr": args.lr, "seed": args.seed},
+    report = {"args": {"epochs": args.epochs, "lr": args.lr, "projector_lr": projector_lr, "seed": args.seed},
               "untuned": untuned, "untuned_choice_probe": probe, "fp_lora": tuned,
               "fp_lora_choice_probe": choice_probe(peft_model, processor, test), "final_loss": history[-1]["loss"],
               "wall_s": time.perf_counter() - t0}
