@@ -45,8 +45,9 @@ MAP_LECTURE = ("A picture can be split into three rows and three columns. Naming
                "where an object is.")
 """Names no row or column: the model writes the lecture before its solution, and the LM picks the answer letter
 by the option whose first word was mentioned last, so a lecture saying "top, middle, bottom" pulled the letter
-of where-questions whose solution named the right cell to another option (right letter 29-38 % of those on
-three of four fine-tunes; `tests/qslaw/data/test_world.py::test_lectures_name_no_choice_word`)."""
+of where-questions whose solution named the right cell to another option (the letter right for 29 and 38 % of
+those on two of four fine-tunes, 100 % on the others; `tests/qslaw/data/test_world.py`,
+``test_lectures_name_no_choice_word``)."""
 SENTENCE_LECTURE = ("A sentence describes a picture only if every detail matches: the colour, the shape, the size "
                     "and the place of the object.")
 COLOR_LECTURE = "Every object has a colour. To name the colour of an object, find the object and look at it."

@@ -328,7 +328,8 @@ def test_no_context_questions_ask_forward_in_the_corpus_phrasing(world: Path) ->
 def test_lectures_name_no_choice_word() -> None:
     # The LM names the answer letter by the option whose first word the output mentioned last; the model writes
     # the lecture before the solution, so a lecture that says "top" and "bottom" sends "The answer is" to those
-    # options: where-questions whose solution named the right cell got the wrong letter 6 times in 10.
+    # options: on two of four fine-tunes, where-questions whose solution named the right cell got the wrong letter
+    # 6 times in 10.
     problems = build_problems(SPEC, build_knowledge_base(SPEC.seed))
     for p in (p for rows in problems.values() for p in rows):
         words = set(re.findall(r"[a-z0-9]+", p.lecture.lower()))
