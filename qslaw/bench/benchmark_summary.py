@@ -3,7 +3,7 @@
 Why
 ---
 One run settles the embedded benchmark's accuracies to within several points, no better: main's code over world
-seeds 0-2 scored TXT 69.0-86.3 and IMG 46.4-54.2, and one base fine-tuned with two LoRA seeds IMG 54.2 and 49.4.
+seeds 0-2 scored TXT 76.8-85.1 and IMG 39.9-52.4, and one base fine-tuned with two LoRA seeds IMG 54.2 and 49.4.
 So whether a context clears issue #3's goal (30 points above chance) or a change helps is read from several runs:
 world seeds (each its own world, base and fine-tune) or `benchmark_check --seed` replicates.
 

@@ -24,9 +24,9 @@ Measured on the default embedded base (params.yaml as of 2026-11-28: 400 caption
 So the caption-aligned base reads colours and how many shapes there are, and reads neither shapes nor cells.
 The IMG questions that ask for a colour of a one-shape picture are the ones the fine-tuned model gets right
 (93-100 %); what needs a shape or a cell it must learn during the fine-tune, and how well it does moves a lot
-from one world draw to the next (`qslaw.bench.benchmark_check`, README). Where a shape is also moved with the LoRA
-seed; that part was the where-lecture naming every option's first word, which sent the answer letter astray (fixed
-in the world; README, "Where an object is"). Run::
+from one world draw to the next (`qslaw.bench.benchmark_check`, README). The where-questions also moved with the
+LoRA seed; that part was the where-lecture naming every option's first word, which sent the answer letter astray
+(fixed in the world; README, "Where an object is"). Run::
 
     python -m qslaw.bench.vision_probe artifacts/base artifacts/prepare [--holdout 128] [--seed 0]
 """
