@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,6 +95,17 @@ def check_loads(out_dir: Path) -> dict:
              ("language_model", model.model.language_model))}
 
 
+def build_metrics(report: dict) -> dict[str, float]:
+    """The build report's scalar figures as flat metric names: ``lm_final_val_ppl``, ``tower_grid_cell_loss_after``,
+    ``caption_word_cos_after``, ``wall_s_total`` ... (None, lists and curves left out)."""
+    flat = {k: v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for part in ("lm", "tower", "tower_grid", "caption", "instruct", "wall_s"):
+        for key, value in (report.get(part) or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                flat[f"{part}_{key}"] = value
+    return flat
+
+
 def run(params: Params, out_dir: Path) -> dict:
     """Build or resolve into a temporary directory, check it loads, then rename it to ``out_dir``."""
     with atomic_dir(out_dir) as tmp:
@@ -104,7 +116,7 @@ def run(params: Params, out_dir: Path) -> dict:
             report = {}
         write_info(params, tmp)
         counts = check_loads(tmp)
-    return {**counts, **{k: v for k, v in report.items() if isinstance(v, int | float)}}
+    return {**counts, **build_metrics(report)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -138,3 +139,16 @@ def describe_scene(scene: Scene) -> str:
     head = f"There {'is' if n == 1 else 'are'} {n} shape{'' if n == 1 else 's'} on a white background."
     body = " ".join(f"A {o.phrase()} is in the {o.position}." for o in scene.objects)
     return f"{head} {body}"
+
+
+_OBJECT_SENTENCE = re.compile(
+    rf"\bA ({'|'.join(SIZES)}) ({'|'.join(COLORS)}) ({'|'.join(SHAPES)}) is in the ({'|'.join(POSITIONS)})\."
+)
+
+
+def parse_caption(caption: str) -> Scene:
+    """The objects a caption names in ``describe_scene``'s object sentences (``A small red circle is in the
+    center.``); the inverse of ``describe_scene``. Other text is ignored, so a caption in another style gives
+    a scene with no objects."""
+    return Scene(tuple(SceneObject(shape, color, size, POSITIONS.index(position))
+                       for size, color, shape, position in _OBJECT_SENTENCE.findall(caption)))

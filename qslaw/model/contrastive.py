@@ -26,7 +26,14 @@ no place for them and LLaVA never uses pooled features). The CLS attends to patc
 lower layers, so those become informative; this is why LLaVA reads features of layer -2, and why
 the spec defaults to `vision_feature_layer=-2` (the last layer serves the CLS only).
 
-Probe: held-out image→caption retrieval top-1 accuracy among the held-out pairs (chance = 1/n).
+Grid term (``cell_weight`` > 0, `qslaw.model.grounding`): a third temporary head, linear on the patch
+states of ``feature_layer``, reads each patch's grid row and column (zeros for an empty patch) and the loss
+gains ``cell_weight · Σ_dims (head(h) − target)²`` averaged over patches. InfoNCE only reaches patch states
+through the CLS, which needs no patch to know where it is; this term makes the states the projector reads
+carry it. Early stopping and the best weights follow the held-out total (InfoNCE + weighted grid term).
+
+Probe: held-out image→caption retrieval top-1 accuracy among the held-out pairs (chance = 1/n), and the grid
+term's held-out loss.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from qslaw.model.grounding import cell_loss
 from qslaw.model.pretrain import Plateau, cosine_lr, make_optimizer
 
 
@@ -60,6 +68,10 @@ class ContrastiveTrainConfig:
     """Relative held-out loss improvement that counts as progress."""
     seed: int
     """Seed of the heads' init and the pair order."""
+    cell_weight: float = 0.0
+    """Weight of the patch grid-cell term (0: InfoNCE only)."""
+    feature_layer: int = -2
+    """Tower hidden state whose patch states the grid term reads (LLaVA's `vision_feature_layer`)."""
 
 
 @dataclass
@@ -67,10 +79,13 @@ class ContrastiveResult:
     """What contrastive pretraining reports (held-out figures)."""
 
     curve: list[dict[str, float | None]] = field(default_factory=list)
-    """One row per evaluation: step, mean train loss since the previous row, held-out loss and retrieval top-1."""
+    """One row per evaluation: step, mean train loss since the previous row, held-out loss (InfoNCE + weighted
+    grid term), retrieval top-1 and the grid term's held-out loss (None without it)."""
     retrieval_before: float = math.nan
     retrieval_after: float = math.nan
     chance: float = math.nan
+    cell_loss_before: float | None = None
+    cell_loss_after: float | None = None
     best_step: int = 0
     steps: int = 0
 
@@ -112,32 +127,58 @@ def clip_loss(logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
 
+def tower_losses(tower: nn.Module, heads: ContrastiveHeads, pixels: torch.Tensor, text: torch.Tensor,
+                 cell_head: nn.Module | None, targets: torch.Tensor | None,
+                 feature_layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(logits, InfoNCE loss, grid-term loss or None) of one batch, from one tower forward."""
+    out = tower(pixel_values=pixels, output_hidden_states=cell_head is not None)
+    logits = heads(out.pooler_output, text)
+    grid = None if cell_head is None else cell_loss(cell_head, out.hidden_states[feature_layer][:, 1:], targets)
+    return logits, clip_loss(logits), grid
+
+
 @torch.no_grad()
-def held_out_scores(tower: nn.Module, heads: ContrastiveHeads, pixels: torch.Tensor,
-                    text: torch.Tensor) -> tuple[float, float]:
-    """(InfoNCE loss, image→caption top-1 accuracy) over all held-out pairs at once."""
+def held_out_scores(tower: nn.Module, heads: ContrastiveHeads, pixels: torch.Tensor, text: torch.Tensor,
+                    cell_head: nn.Module | None = None, targets: torch.Tensor | None = None,
+                    cfg: ContrastiveTrainConfig | None = None) -> tuple[float, float, float | None]:
+    """(total loss, image→caption top-1 accuracy, grid-term loss or None) over all held-out pairs at once."""
     was_training = tower.training
     tower.eval()
-    logits = heads(tower(pixel_values=pixels).pooler_output, text)
+    layer = cfg.feature_layer if cfg is not None else -2
+    logits, loss, grid = tower_losses(tower, heads, pixels, text, cell_head, targets, layer)
     tower.train(was_training)
     hits = (logits.argmax(1) == torch.arange(len(logits))).float().mean().item()
-    return clip_loss(logits).item(), hits
+    if grid is None:
+        return loss.item(), hits, None
+    return (loss + cfg.cell_weight * grid).item(), hits, grid.item()
 
 
 def pretrain_tower(tower: nn.Module, language_model: nn.Module, pixels: torch.Tensor, caption_ids: list[list[int]],
                    pad_id: int, split: tuple[list[int], list[int]], cfg: ContrastiveTrainConfig,
-                   progress: bool = True) -> ContrastiveResult:
-    """Train the CLIP `tower` in place against frozen caption vectors; restore its best held-out weights."""
+                   progress: bool = True, cell_targets: torch.Tensor | None = None) -> ContrastiveResult:
+    """Train the CLIP `tower` in place against frozen caption vectors; restore its best held-out weights.
+
+    `cell_targets` `(N, patches, 2·grid)` (`qslaw.model.grounding.cell_targets`) switch the grid term on when
+    ``cfg.cell_weight`` > 0."""
     train_idx, held = split
     text = caption_vectors(language_model, caption_ids, pad_id)
     torch.manual_seed(cfg.seed)
     heads = ContrastiveHeads(tower.config.hidden_size, text.shape[1])
-    params = [*tower.parameters(), *heads.parameters()]
+    use_grid = cell_targets is not None and cfg.cell_weight > 0
+    cell_head = nn.Linear(tower.config.hidden_size, cell_targets.shape[-1]) if use_grid else None
+    params = [*tower.parameters(), *heads.parameters(), *(cell_head.parameters() if use_grid else ())]
     opt, rng = make_optimizer(params, cfg.lr), random.Random(cfg.seed)
     result, plateau, order = ContrastiveResult(chance=1 / len(held)), Plateau(cfg.patience, cfg.min_delta), []
-    loss0, result.retrieval_before = held_out_scores(tower, heads, pixels[held], text[held])
+
+    def held_out() -> tuple[float, float, float | None]:
+        return held_out_scores(tower, heads, pixels[held], text[held], cell_head,
+                               cell_targets[held] if use_grid else None, cfg)
+
+    loss0, result.retrieval_before, result.cell_loss_before = held_out()
     plateau.update(loss0)
-    result.curve.append({"step": 0, "train_loss": None, "heldout_loss": loss0, "retrieval": result.retrieval_before})
+    result.cell_loss_after = result.cell_loss_before
+    result.curve.append({"step": 0, "train_loss": None, "heldout_loss": loss0, "retrieval": result.retrieval_before,
+                         "cell_loss": result.cell_loss_before})
     best, running = {k: v.clone() for k, v in tower.state_dict().items()}, []
     tower.train()
     bar = tqdm(total=cfg.max_steps, desc="tower contrastive", disable=not progress, dynamic_ncols=True)
@@ -147,7 +188,10 @@ def pretrain_tower(tower: nn.Module, language_model: nn.Module, pixels: torch.Te
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step - 1, cfg.lr, max(1, cfg.max_steps // 20), cfg.max_steps)
-        loss = clip_loss(heads(tower(pixel_values=pixels[idx]).pooler_output, text[idx]))
+        _, loss, grid = tower_losses(tower, heads, pixels[idx], text[idx], cell_head,
+                                     cell_targets[idx] if use_grid else None, cfg.feature_layer)
+        if grid is not None:
+            loss = loss + cfg.cell_weight * grid
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -156,13 +200,14 @@ def pretrain_tower(tower: nn.Module, language_model: nn.Module, pixels: torch.Te
         result.steps = step
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            held_loss, hits = held_out_scores(tower, heads, pixels[held], text[held])
+            held_loss, hits, grid_loss = held_out()
             result.curve.append({"step": step, "train_loss": sum(running) / len(running),
-                                 "heldout_loss": held_loss, "retrieval": hits})
+                                 "heldout_loss": held_loss, "retrieval": hits, "cell_loss": grid_loss})
             running = []
             bar.set_postfix(loss=f"{held_loss:.3f}", top1=f"{hits:.3f}")
             if plateau.update(held_loss):
                 best, result.best_step, result.retrieval_after = tower.state_dict(), step, hits
+                result.cell_loss_after = grid_loss
                 best = {k: v.clone() for k, v in best.items()}
             if plateau.stopped:
                 break

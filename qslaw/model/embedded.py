@@ -15,8 +15,12 @@ How it works
 3. **Tower** (`qslaw.model.contrastive`): a tiny `CLIPVisionModel` and LLaVA's 2-layer GELU projector
    are created inside `LlavaForConditionalGeneration`, the pretrained LM weights are copied in
    (`LlamaForCausalLM.model.* → model.language_model.*`, `lm_head.* → lm_head.*`), and the tower is
-   pretrained CLIP-style (InfoNCE) against the frozen LM's pooled states of the captions.
-4. **Projector** (`qslaw.model.caption`): LLaVA stage-1 alignment, captioning with tower and LM frozen.
+   pretrained CLIP-style (InfoNCE) against the frozen LM's pooled states of the captions; optionally (off by
+   default) for ``tower_cell_steps`` more with a grid term added (`qslaw.model.grounding`): the patch states the
+   projector reads learn which cell they lie in.
+4. **Projector** (`qslaw.model.caption`): LLaVA stage-1 alignment, captioning with tower and LM frozen;
+   optionally (``caption_word_weight`` > 0) with a word term: each object's patch tokens are drawn towards the
+   embeddings of the words that name its colour, shape and cell.
 5. **Visual instruction tuning** (`qslaw.model.instruct`, off by default: ``instruct_max_steps: 0``): the
    projector and the LM's attention learn to answer short questions about the caption pictures (the world's
    ``instruct.json``), as LLaVA-1.5's base was instruction-tuned before anyone fine-tunes it on ScienceQA;
@@ -46,6 +50,7 @@ resize-short-side + centre-crop to `image_size` and CLIP's mean/std, i.e. LLaVA'
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -67,8 +72,16 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from qslaw.data.scenes import GRID, parse_caption
 from qslaw.fsutil import atomic_dir
-from qslaw.model.caption import CaptionResult, CaptionTrainConfig, align_projector, encode_pairs, split_pairs
+from qslaw.model.caption import (
+    CaptionResult,
+    CaptionTrainConfig,
+    WordTargets,
+    align_projector,
+    encode_pairs,
+    split_pairs,
+)
 from qslaw.model.circuits import (
     SyntheticRows,
     content_token_ids,
@@ -80,17 +93,20 @@ from qslaw.model.circuits import (
     repeat_top1,
 )
 from qslaw.model.contrastive import ContrastiveResult, ContrastiveTrainConfig, pretrain_tower
+from qslaw.model.grounding import cell_targets, patch_cells, word_targets
 from qslaw.model.instruct import InstructResult, InstructTrainConfig, encode_records, instruct_tune
 from qslaw.model.pretrain import LMTrainConfig, pretrain_lm, timed, torch_threads
 from qslaw.model.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
 
 REPORT_NAME = "build_report.json"
 _POSITIVE_FLOATS = ("rope_theta", "lm_lr", "tower_lr", "caption_lr", "instruct_lr")
+_NON_NEGATIVE_FLOATS = ("tower_cell_weight", "caption_word_weight")
 _FRACTIONS = ("lm_synthetic_share", "lm_min_delta", "tower_min_delta", "caption_min_delta", "instruct_min_delta")
-_NON_NEGATIVE = ("seed", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout", "instruct_max_steps",
-                 "instruct_text_rows", "instruct_warmup_steps")
+_NON_NEGATIVE = ("seed", "tower_cell_steps", "lm_warmup_steps", "caption_warmup_steps", "caption_holdout",
+                 "instruct_max_steps", "instruct_text_rows", "instruct_warmup_steps")
 _BOOLS = ("lm_circuits",)
-_NOT_INTS = ("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _FRACTIONS + _BOOLS
+_NOT_INTS = (("vision_feature_select_strategy", "vision_feature_layer") + _POSITIVE_FLOATS + _NON_NEGATIVE_FLOATS
+             + _FRACTIONS + _BOOLS)
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,11 @@ class EmbeddedModelSpec:
     """Evaluations without relative improvement > tower_min_delta before the tower stops."""
     tower_min_delta: float = 0.0
     """Relative held-out contrastive-loss improvement that counts as progress."""
+    tower_cell_steps: int = 0
+    """Steps of a second tower phase, after the InfoNCE one, with the patch grid-cell term added
+    (`qslaw.model.grounding`; 0, the default, = none: README "Grid grounding" has the measurements)."""
+    tower_cell_weight: float = 1.0
+    """Weight of the grid-cell term in that phase (0 = no such phase)."""
     caption_max_steps: int = 400
     """Projector caption-alignment step budget (also the cosine horizon)."""
     caption_batch_size: int = 16
@@ -187,6 +208,9 @@ class EmbeddedModelSpec:
     """Evaluations without relative improvement > caption_min_delta before caption training stops."""
     caption_min_delta: float = 0.005
     """Relative held-out caption-loss improvement that counts as progress."""
+    caption_word_weight: float = 0.0
+    """Weight of the projector's patch-word term (`qslaw.model.grounding`; 0, the default, = caption loss only);
+    applies to captions in the embedded world's form, whose objects `qslaw.data.scenes.parse_caption` reads."""
     caption_holdout: int = 128
     """Pairs (and instruction records) held out from the vision phases to measure retrieval, loss and accuracy."""
     instruct_max_steps: int = 0
@@ -227,6 +251,10 @@ class EmbeddedModelSpec:
         for name in _POSITIVE_FLOATS:
             if not getattr(self, name) > 0:
                 _fail(name, f"must be > 0, got {getattr(self, name)}")
+        for name in _NON_NEGATIVE_FLOATS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                _fail(name, f"must be a finite number >= 0, got {value!r}")
         for name in _FRACTIONS:
             if not 0 <= getattr(self, name) < 1:
                 _fail(name, f"must be in [0, 1), got {getattr(self, name)}")
@@ -279,9 +307,15 @@ class EmbeddedModelSpec:
                              self.lm_eval_every, self.lm_patience, self.lm_min_delta, self.lm_val_chunks, self.seed,
                              self.lm_synthetic_share)
 
-    def tower_train_config(self) -> ContrastiveTrainConfig:
-        return ContrastiveTrainConfig(self.tower_max_steps, self.tower_batch_size, self.tower_lr, self.tower_eval_every,
-                                      self.tower_patience, self.tower_min_delta, self.seed)
+    def tower_train_config(self, grid_phase: bool = False) -> ContrastiveTrainConfig:
+        """The InfoNCE phase's config, or (`grid_phase`) the second phase's: its steps, the grid term's weight."""
+        steps = self.tower_cell_steps if grid_phase else self.tower_max_steps
+        return ContrastiveTrainConfig(steps, self.tower_batch_size, self.tower_lr, self.tower_eval_every,
+                                      self.tower_patience, self.tower_min_delta, self.seed,
+                                      self.tower_cell_weight if grid_phase else 0.0, self.vision_feature_layer)
+
+    def tower_grid_phase(self) -> bool:
+        return self.tower_cell_steps > 0 and self.tower_cell_weight > 0
 
     def instruct_train_config(self) -> InstructTrainConfig:
         return InstructTrainConfig(self.instruct_max_steps, self.instruct_batch_size, self.instruct_text_rows,
@@ -291,7 +325,7 @@ class EmbeddedModelSpec:
     def caption_train_config(self) -> CaptionTrainConfig:
         return CaptionTrainConfig(self.caption_max_steps, self.caption_batch_size, self.caption_lr,
                                   self.caption_warmup_steps, self.caption_eval_every, self.caption_patience,
-                                  self.caption_min_delta, self.seed)
+                                  self.caption_min_delta, self.seed, self.caption_word_weight)
 
 
 def circuit_probes(lm: nn.Module, tokenizer: PreTrainedTokenizerFast) -> dict:
@@ -370,17 +404,52 @@ def param_counts(model: LlavaForConditionalGeneration) -> dict[str, int]:
     return {**parts, "total": count(model)}
 
 
+def grid_cells(processor: LlavaProcessor, pixels: torch.Tensor, spec: EmbeddedModelSpec) -> torch.Tensor:
+    """Each patch's grid cell (`qslaw.model.grounding.patch_cells`) on the world's white canvas: `(N, patches)`."""
+    images = processor.image_processor
+    white = [(1.0 - m) / s for m, s in zip(images.image_mean, images.image_std, strict=True)]
+    return patch_cells(pixels, white, spec.patch_size, GRID)
+
+
+def grounding_words(model: LlavaForConditionalGeneration, processor: LlavaProcessor, cells: torch.Tensor,
+                    captions: Sequence[str], spec: EmbeddedModelSpec) -> WordTargets | None:
+    """The projector's word targets from the captions' objects, or None when no caption names one."""
+    scenes = [parse_caption(caption) for caption in captions]
+    if not any(scene.objects for scene in scenes):
+        return None
+    objects = [{o.cell: (o.color, o.shape, *o.position.split()) for o in scene.objects} for scene in scenes]
+    dims = (layout_for(spec.hidden_size, spec.num_attention_heads, spec.num_hidden_layers).dims("T")
+            if spec.lm_circuits else slice(0, spec.hidden_size))
+    embedding = model.model.language_model.embed_tokens.weight.detach()[:, dims]
+    if spec.vision_feature_select_strategy == "full":  # the projected tokens start with the CLS
+        cells = torch.cat([torch.full((len(cells), 1), -1, dtype=cells.dtype), cells], 1)
+    targets, mask = word_targets(cells, objects, processor.tokenizer, embedding)
+    return WordTargets(targets, mask, dims)
+
+
 def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProcessor,
-                    pairs: Sequence[tuple[Image.Image, str]], spec: EmbeddedModelSpec,
-                    progress: bool = True) -> tuple[tuple[ContrastiveResult, CaptionResult], dict[str, float]]:
-    """Contrastive tower pretraining, then projector alignment, on one held-out split; results and wall times."""
+                    pairs: Sequence[tuple[Image.Image, str]], spec: EmbeddedModelSpec, progress: bool = True,
+                    ) -> tuple[tuple[ContrastiveResult, ContrastiveResult | None, CaptionResult], dict[str, float]]:
+    """Contrastive tower pretraining, its grid phase, then projector alignment, on one held-out split; results
+    (the grid phase's None when off) and wall times. The grid terms are `qslaw.model.grounding`'s."""
     pad_id = processor.tokenizer.pad_token_id
     (data, split), t_encode = timed(lambda: (encode_pairs(processor, pairs),
                                              split_pairs(len(pairs), spec.caption_holdout, spec.seed)))
-    tower, t_tower = timed(pretrain_tower, model.model.vision_tower, model.model.language_model, data.pixel_values,
-                           data.caption_ids, pad_id, split, spec.tower_train_config(), progress)
-    caption, t_caption = timed(align_projector, model, data, split, pad_id, spec.caption_train_config(), progress)
-    return (tower, caption), {"encode_pairs": t_encode, "tower_pretrain": t_tower, "projector_align": t_caption}
+    grounded = spec.tower_grid_phase() or spec.caption_word_weight > 0
+    cells = grid_cells(processor, data.pixel_values, spec) if grounded else None
+    tower_args = (model.model.vision_tower, model.model.language_model, data.pixel_values, data.caption_ids, pad_id,
+                  split)
+    tower, t_tower = timed(pretrain_tower, *tower_args, spec.tower_train_config(), progress)
+    times = {"encode_pairs": t_encode, "tower_pretrain": t_tower}
+    grid = None
+    if spec.tower_grid_phase():
+        grid, times["tower_grid"] = timed(pretrain_tower, *tower_args, spec.tower_train_config(grid_phase=True),
+                                          progress, cell_targets(cells, GRID))
+    words = (grounding_words(model, processor, cells, [caption for _, caption in pairs], spec)
+             if spec.caption_word_weight else None)
+    caption, times["projector_align"] = timed(align_projector, model, data, split, pad_id,
+                                              spec.caption_train_config(), progress, words)
+    return (tower, grid, caption), times
 
 
 def tune_instructions(model: LlavaForConditionalGeneration, processor: LlavaProcessor,
@@ -437,7 +506,8 @@ def build_embedded_base(
             circuits["pretrained"] = circuit_probes(lm, tokenizer)
         processor = make_processor(tokenizer, spec)
         model = assemble_llava(lm, spec, tokenizer.convert_tokens_to_ids(IMAGE))
-        (tower_result, caption_result), t_vision = pretrain_vision(model, processor, image_captions, spec, progress)
+        (tower_result, grid_result, caption_result), t_vision = pretrain_vision(model, processor, image_captions,
+                                                                                spec, progress)
         instruct = None
         if instructions and spec.instruct_max_steps:
             instruct, t_instruct = tune_instructions(model, processor, instructions, corpus_train, spec, progress)
@@ -449,7 +519,8 @@ def build_embedded_base(
         "spec": asdict(spec), "vocab_size": len(tokenizer), "image_token_index": model.config.image_token_index,
         "num_image_tokens": spec.num_image_tokens(), "params": param_counts(model),
         "lm": {**asdict(lm_result), "final_val_ppl": lm_result.best_val_ppl}, "circuits": circuits,
-        "tower": asdict(tower_result), "caption": asdict(caption_result),
+        "tower": asdict(tower_result), "tower_grid": asdict(grid_result) if grid_result is not None else None,
+        "caption": asdict(caption_result),
         "instruct": asdict(instruct) if instruct is not None else None, "threads": threads,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "wall_s": {"tokenizer": t_tok, "lm_pretrain": t_lm, **t_vision},

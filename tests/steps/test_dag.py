@@ -61,6 +61,9 @@ def test_mlflow_has_one_parent_and_a_child_per_stage_with_lineage(repo: Path) ->
     by_stage = {r.info.run_name: r for r in children}
     assert any(k.startswith("dvc.dep.") for k in by_stage["quantize"].data.tags)
     assert "adapted_acc_Avg" in by_stage["evaluate"].data.metrics
+    base = by_stage["base"].data.metrics  # the build report's figures, flattened
+    assert {"lm_final_val_ppl", "tower_retrieval_after", "caption_loss_after", "caption_loss_mismatched_after",
+            "wall_s_total", "params_projector"} <= set(base), sorted(base)
     assert by_stage["quantize"].data.params["quantize.bits"] == "4"
 
 

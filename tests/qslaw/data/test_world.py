@@ -20,7 +20,7 @@ from qslaw.data.captions import MAX_TURNS, scene_questions
 from qslaw.data.facts import build_knowledge_base, fact_keywords, strip_article
 from qslaw.data.img_questions import COLOR_LECTURE
 from qslaw.data.problems import option_head, pick_distractors
-from qslaw.data.scenes import COLORS, GRID, POSITIONS, sample_scene
+from qslaw.data.scenes import COLORS, GRID, POSITIONS, SceneObject, parse_caption, sample_scene
 from qslaw.data.sources import load_instructions
 from qslaw.data.world import CELLS, SPLITS, build_problems, file_hashes
 
@@ -218,6 +218,16 @@ def test_render_and_describe_agree() -> None:
             center = (int((obj.col + 0.5) * 64 / GRID), int((obj.row + 0.5) * 64 / GRID))
             assert image.getpixel(center) == COLORS[obj.color]
             assert f"A {obj.size} {obj.color} {obj.shape} is in the {POSITIONS[obj.cell]}." in caption
+
+
+def test_parse_caption_inverts_describe_scene() -> None:
+    rng = random.Random(1)
+    for _ in range(50):
+        scene = sample_scene(rng)
+        assert parse_caption(describe_scene(scene)) == scene
+    assert parse_caption("A photo of a dog on a beach.").objects == ()
+    assert parse_caption("There are 2 shapes. A small red circle is in the center.").objects == (
+        SceneObject("circle", "red", "small", POSITIONS.index("center")),)
 
 
 def test_corpus_layout(world: Path) -> None:

@@ -26,10 +26,10 @@ TINY = EmbeddedModelSpec(
     vocab_size=400, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
     max_position_embeddings=256, image_size=32, patch_size=8, vision_hidden_size=64, vision_intermediate_size=128,
     vision_num_layers=1, vision_num_heads=2, lm_max_steps=30, lm_batch_size=8, lm_seq_len=64, lm_warmup_steps=5,
-    lm_eval_every=10, lm_val_chunks=8, tower_max_steps=6, tower_batch_size=8, tower_eval_every=3,
+    lm_eval_every=10, lm_val_chunks=8, tower_max_steps=6, tower_cell_steps=4, tower_batch_size=8, tower_eval_every=3,
     caption_max_steps=6, caption_batch_size=8, caption_warmup_steps=2, caption_eval_every=3, caption_holdout=8,
     instruct_max_steps=6, instruct_batch_size=4, instruct_text_rows=2, instruct_text_len=32, instruct_warmup_steps=1,
-    instruct_eval_every=3,
+    instruct_eval_every=3, caption_word_weight=1.0,
     lm_circuits=False,  # two layers; the circuits have their own tests (test_circuits.py)
 )
 PROMPT_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
@@ -123,6 +123,8 @@ def test_decoder_linears_tile_into_quant_groups(loaded: tuple) -> None:
     ("hidden_size", 192), ("intermediate_size", 320), ("num_attention_heads", 3), ("patch_size", 7),
     ("vision_feature_select_strategy", "cls"), ("lm_lr", 0.0), ("caption_min_delta", 1.5), ("lm_max_steps", 0),
     ("vision_feature_layer", -5), ("lm_seq_len", 4096), ("vocab_size", 100), ("seed", 1.5),
+    ("tower_cell_weight", -1.0), ("caption_word_weight", float("nan")), ("caption_word_weight", "1"),
+    ("tower_cell_steps", -1),
 ])
 def test_invalid_spec_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
@@ -144,8 +146,12 @@ def test_build_report_has_param_counts_curves_and_timings(base: tuple[Path, dict
     assert all(math.isfinite(caption[k]) for k in ("loss_before", "loss_after", "loss_mismatched_after"))
     tower = report["tower"]
     assert tower["curve"][0]["step"] == 0 and 0 <= tower["retrieval_after"] <= 1 and tower["chance"] == 1 / 8
-    assert set(report["wall_s"]) == {"tokenizer", "lm_pretrain", "encode_pairs", "tower_pretrain", "projector_align",
-                                     "encode_instructions", "instruct_tune", "save", "total"}
+    grid = report["tower_grid"]  # TINY switches the grid phase and the word term on
+    assert tower["cell_loss_before"] is None and grid["steps"] == TINY.tower_cell_steps
+    assert grid["cell_loss_before"] > 0 and math.isfinite(grid["cell_loss_after"])
+    assert -1 <= caption["word_cos_before"] <= 1 and -1 <= caption["word_cos_after"] <= 1
+    assert set(report["wall_s"]) == {"tokenizer", "lm_pretrain", "encode_pairs", "tower_pretrain", "tower_grid",
+                                     "projector_align", "encode_instructions", "instruct_tune", "save", "total"}
     instruct = report["instruct"]
     assert instruct["records"] == 24 and instruct["answers"] > 48  # two answers per record, tokens counted
     assert instruct["curve"][0]["step"] == 0 and instruct["steps"] == 6
@@ -169,14 +175,14 @@ def test_instruct_tuning_trains_only_the_projector_and_lm_attention(loaded: tupl
     model, processor = loaded
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = encode_records(processor, standin_instructions(12, size=TINY.image_size, seed=5))
-    cfg = InstructTrainConfig(max_steps=4, batch_size=4, text_rows=2, text_len=32, lr=3e-3, warmup_steps=0,
+    cfg = InstructTrainConfig(max_steps=4, batch_size=4, text_rows=2, text_len=32, lr=1e-3, warmup_steps=0,
                               eval_every=2, patience=5, min_delta=0.0, seed=0)
     # held out = trained on: the loss falls, so the tuned (not the initial) weights are the best ones kept
     result = instruct_tune(model, data, (list(range(12)), list(range(12))), standin_corpus(3000, n_facts=10)[0],
                            processor.tokenizer, cfg, progress=False)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     model.load_state_dict(before)
-    assert changed and result.best_step > 0
+    assert changed and result.best_step > 0, result.curve
     for name in changed:
         assert name.startswith("model.multi_modal_projector.") or (
             name.startswith("model.language_model.layers.") and ".self_attn." in name), name
@@ -184,12 +190,14 @@ def test_instruct_tuning_trains_only_the_projector_and_lm_attention(loaded: tupl
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_build_without_instructions_skips_the_phase(tmp_path: Path) -> None:
-    spec = EmbeddedModelSpec(**{**TINY.__dict__, "lm_max_steps": 4, "tower_max_steps": 2, "caption_max_steps": 2})
+def test_build_without_instructions_or_grid_terms_skips_them(tmp_path: Path) -> None:
+    spec = EmbeddedModelSpec(**{**TINY.__dict__, "lm_max_steps": 4, "tower_max_steps": 2, "caption_max_steps": 2,
+                                "tower_cell_weight": 0.0, "caption_word_weight": 0.0})
     train, val = standin_corpus(2000, n_facts=10)
     report = build_embedded_base(tmp_path / "b", train, val, standin_pairs(12, size=TINY.image_size), spec,
                                  progress=False)
     assert report["instruct"] is None and "instruct_tune" not in report["wall_s"]
+    assert report["tower_grid"] is None and report["caption"]["word_cos_before"] is None
 
 
 @pytest.mark.slow
