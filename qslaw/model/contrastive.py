@@ -139,18 +139,17 @@ def tower_losses(tower: nn.Module, heads: ContrastiveHeads, pixels: torch.Tensor
 
 @torch.no_grad()
 def held_out_scores(tower: nn.Module, heads: ContrastiveHeads, pixels: torch.Tensor, text: torch.Tensor,
-                    cell_head: nn.Module | None = None, targets: torch.Tensor | None = None,
-                    cfg: ContrastiveTrainConfig | None = None) -> tuple[float, float, float | None]:
+                    cell_head: nn.Module | None = None, targets: torch.Tensor | None = None, cell_weight: float = 0.0,
+                    feature_layer: int = -2) -> tuple[float, float, float | None]:
     """(total loss, image→caption top-1 accuracy, grid-term loss or None) over all held-out pairs at once."""
     was_training = tower.training
     tower.eval()
-    layer = cfg.feature_layer if cfg is not None else -2
-    logits, loss, grid = tower_losses(tower, heads, pixels, text, cell_head, targets, layer)
+    logits, loss, grid = tower_losses(tower, heads, pixels, text, cell_head, targets, feature_layer)
     tower.train(was_training)
     hits = (logits.argmax(1) == torch.arange(len(logits))).float().mean().item()
     if grid is None:
         return loss.item(), hits, None
-    return (loss + cfg.cell_weight * grid).item(), hits, grid.item()
+    return (loss + cell_weight * grid).item(), hits, grid.item()
 
 
 def pretrain_tower(tower: nn.Module, language_model: nn.Module, pixels: torch.Tensor, caption_ids: list[list[int]],
@@ -172,7 +171,7 @@ def pretrain_tower(tower: nn.Module, language_model: nn.Module, pixels: torch.Te
 
     def held_out() -> tuple[float, float, float | None]:
         return held_out_scores(tower, heads, pixels[held], text[held], cell_head,
-                               cell_targets[held] if use_grid else None, cfg)
+                               cell_targets[held] if use_grid else None, cfg.cell_weight, cfg.feature_layer)
 
     loss0, result.retrieval_before, result.cell_loss_before = held_out()
     plateau.update(loss0)
