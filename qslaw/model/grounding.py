@@ -11,8 +11,9 @@ terms do, each on a temporary head or on a target computed once:
 1. **Tower** (`qslaw.model.contrastive`: a phase of ``tower_cell_steps`` after the InfoNCE one, the term at
    ``tower_cell_weight`` beside InfoNCE; with the term from the first step the colours suffered more, README).
    The pictures are flat shapes on a white canvas divided into a ``grid × grid`` of cells. For every
-   patch, its non-background pixels (any channel off the background by more than ``tol`` in processed units) are counted; with at least
-   ``min_pixels`` of them the patch's cell is the cell holding their centroid, else it has none.
+   patch, its non-background pixels (any channel off the background by more than ``tol`` in processed
+   units) are counted; with at least ``min_pixels`` of them the patch's cell is the cell holding their
+   centroid, else it has none.
    The target is ``[row one-hot, column one-hot]`` (``2·grid`` numbers, all zero for an empty patch); a
    temporary linear head reads the patch states of ``vision_feature_layer`` (the ones LLaVA projects) and
    the term is ``Σ_dims (head(h) − target)²`` averaged over patches. It needs no caption: the geometry
