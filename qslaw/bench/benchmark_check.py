@@ -17,7 +17,12 @@ two epochs), 45.8 on world seed 1's (51.2). `--seed` gives replicates; `qslaw.be
 several runs in one table. ``--projector-lr`` sets the projector's lr apart (default lr / 10, LLaVA's ratio); at
 the LoRA lr on world seed 1's base IMG scored 50.6 against 51.2, where-questions unchanged.
 
-With ``--out`` it also writes ``report.json``, ``predictions.jsonl`` (prompt, output, parsed letter, answer)
+Per skill it reports accuracy, how often the value the solution writes is the answer (``written_right``: the
+option named last before "The answer is", as the base's letter lookup reads it) and how often the letter follows
+that value (``letter_follows``), printed as a table after the fine-tune and kept in ``report.json``
+(``fp_lora.by_skill``): a skill short of its goal fails either in reading or in naming the letter.
+
+With ``--out`` it also writes ``report.json``, ``predictions.jsonl`` (prompt, output, parsed letter, answer, skill)
 and the trained adapter (``adapter/``, safetensors), so failures can be read rather than guessed.
 """
 
@@ -25,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
 import torch
 
 from qslaw.data.prepare import read_rows
+from qslaw.data.problems import option_head
 from qslaw.eval.generate import generate_answers
 from qslaw.eval.scienceqa import parse_answer, score
 from qslaw.fsutil import atomic_dir
@@ -77,14 +84,43 @@ def evaluate(model: torch.nn.Module, processor: object, rows: list[dict], batch_
                             max_new_tokens=max_new_tokens, batch_size=batch_size)
     preds = [{"subject": r["subject"], "hint": r["hint"], "has_image": r["image"] is not None, "grade": r["grade"],
               "answer": int(r["answer"]), "pred": parse_answer(o, len(r["choices"]))} for r, o in zip(rows, outs)]
-    records += [{"model": name, "id": r["id"], "context": r["context"], "prompt": r["eval_prompt"], "output": o,
-                 "pred": p["pred"], "answer": p["answer"]} for r, o, p in zip(rows, outs, preds)]
+    records += [{"model": name, "id": r["id"], "context": r["context"], "skill": r["skill"], "prompt": r["eval_prompt"],
+                 "output": o, "pred": p["pred"], "answer": p["answer"]} for r, o, p in zip(rows, outs, preds)]
     chance = 100 * sum(1 / len(r["choices"]) for r in rows) / len(rows)
     by_context = {}
     for ctx in ("IMG", "TXT", "NO"):
         sub = [r for r in rows if r["context"] == ctx]
         by_context[f"chance_{ctx}"] = 100 * sum(1 / len(r["choices"]) for r in sub) / max(1, len(sub))
-    return {**score(preds), "chance": chance, **by_context}
+    skills = by_skill(rows, outs, [p["pred"] for p in preds])
+    return {**score(preds), "chance": chance, **by_context, "by_skill": skills}
+
+
+def written_option(output: str, choices: list[str]) -> int | None:
+    """The option the output names last before "The answer is", by first word (`option_head`), or None.
+
+    This is how the base's compiled lookup reads a solution (``qslaw.model.circuits``), so comparing it with the
+    answer tells "wrote the wrong value" from "wrote the right value, then named another letter"."""
+    heads = [option_head(c) for c in choices]
+    named = [heads.index(option_head(w)) for w in re.findall(r"[\w']+", output.split("The answer is")[0])
+             if option_head(w) in heads]
+    return named[-1] if named else None
+
+
+def by_skill(rows: list[dict], outputs: list[str], preds: list[int | None]) -> dict[str, dict]:
+    """Per skill: context, n, accuracy, how often the value written before the letter is the answer
+    (`written_right`) and how often the letter is the option written (`letter_follows`), all in %."""
+    groups: dict[str, list[tuple[dict, str, int | None]]] = {}
+    for r, o, p in zip(rows, outputs, preds, strict=True):
+        groups.setdefault(r["skill"], []).append((r, o, p))
+    out = {}
+    for skill, items in sorted(groups.items()):
+        written = [written_option(o, list(r["choices"])) for r, o, _ in items]
+        n = len(items)
+        out[skill] = {"context": items[0][0]["context"], "n": n,
+                      "accuracy": 100 * sum(p == int(r["answer"]) for r, _, p in items) / n,
+                      "written_right": 100 * sum(w == int(r["answer"]) for (r, _, _), w in zip(items, written)) / n,
+                      "letter_follows": 100 * sum(w is not None and w == p for (_, _, p), w in zip(items, written)) / n}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +173,17 @@ def main(argv: list[str] | None = None) -> None:
                 f.writelines(json.dumps(r) + "\n" for r in records)
             peft_model.save_pretrained(tmp / "adapter")
     print(json.dumps({k: v for k, v in untuned.items() if k.startswith("chance")}, indent=1))
+    print(skill_table(tuned["by_skill"]))
+
+
+def skill_table(skills: dict[str, dict]) -> str:
+    """Markdown table of `by_skill`, by context then skill."""
+    lines = ["| context | skill | n | accuracy | value written right | letter follows it |",
+             "|---|---|---|---|---|---|"]
+    for skill, m in sorted(skills.items(), key=lambda kv: (kv[1]["context"], kv[0])):
+        lines.append(f"| {m['context']} | {skill} | {m['n']} | {m['accuracy']:.1f} | {m['written_right']:.1f} | "
+                     f"{m['letter_follows']:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,22 @@ the picture is red.".
 | subject | band  | template                                                            |
 |---------|-------|---------------------------------------------------------------------|
 | NAT     | G1-6  | count the shapes of one kind or one colour                          |
-| NAT     | G7-12 | the colour of the only shape of a kind; count by size and colour     |
+| NAT     | G7-12 | the colour of the only shape of a kind; count all the shapes        |
 | SOC     | G1-6  | in which cell is the one shape of a one-shape picture               |
 | SOC     | G7-12 | in which cell is a named shape                                      |
 | LAN     | G1-6  | the colour word of the one shape of a one-shape picture             |
-| LAN     | G7-12 | fill in the colour or shape word of a sentence about a cell         |
+| LAN     | G7-12 | fill in the colour word of a picture whose 2-4 shapes share it      |
 
 Replaced (session 7): size comparison (22 % after the fp LoRA fine-tune, chance 50), "which sentence is true of
 the picture" (32 %, chance 25) and relative position ("left of it", with `locate` 36 %, chance 32). Given the
 scene as its caption in the hint, i.e. as text, they did no better (56, 18 and 25 %): they ask for more than
 the 4-layer LM can do with what it reads. Their replacements ask for one attribute of one shape.
+
+Replaced (session 14): the fill-in of a cell's colour or shape word (25 % after the fp LoRA fine-tune on world
+seed 0, chance 25; its shape half 13 % there and 42 % on seed 1: it needs the cell and the shape, neither of which
+the base reads) and counting by size and colour (35 %). The fill-in now asks for the one colour of a picture whose 2-4 shapes
+share it, and the count is of all the shapes (the caption's first sentence): over world seeds 0, 1 and 2 the
+fill-in scores 96-100 % and the total count 25-44 %, and IMG 56.9 ± 8.6 against 46.6 ± 6.3 (README).
 
 A shape is named by colour + shape only when that pair is unique in the scene; templates that
 need such names return None otherwise and the caller draws again.
@@ -34,10 +40,11 @@ need such names return None otherwise and the caller draws again.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from qslaw.data.problems import LAN, NAT, SOC, Draft, Template, TemplateContext, pick_distractors
-from qslaw.data.scenes import COLORS, POSITIONS, SHAPES, SIZES, Scene, SceneObject, sample_scene
+from qslaw.data.scenes import COLORS, POSITIONS, SHAPES, Scene, SceneObject, sample_scene
 
 COUNT_LECTURE = ("To count objects in a picture, look at each part of the picture and count every object that "
                  "matches, once.")
@@ -88,13 +95,12 @@ def count_by_one_attribute(rng: random.Random, ctx: TemplateContext) -> Draft:
     return _count_draft(rng, scene, question, n, what, "Count objects of one kind")
 
 
-def count_by_size_and_color(rng: random.Random, ctx: TemplateContext) -> Draft:
-    """How many small blue shapes."""
+def count_all(rng: random.Random, ctx: TemplateContext) -> Draft:
+    """How many shapes (of any kind) the picture has: the caption's first sentence."""
     scene = sample_scene(rng)
-    (size, color), n = _pick_by_count(rng, [((s, c), scene.count(size=s, color=c)) for s in SIZES for c in COLORS])
-    question = f"How many {size} {color} shapes are in the picture?"
-    return _count_draft(rng, scene, question, n, f"{size} {color} {_plural('shape', n)}",
-                        "Count objects by two features")
+    n = len(scene.objects)
+    return _count_draft(rng, scene, "How many shapes are in the picture?", n, _plural("shape", n),
+                        "Count all the objects in a picture")
 
 
 def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
@@ -112,20 +118,19 @@ def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
     )
 
 
-def fill_in_word(rng: random.Random, ctx: TemplateContext) -> Draft:
-    """Complete a sentence about one cell with its colour or shape word."""
-    scene = sample_scene(rng)
-    obj = rng.choice(scene.objects)
-    if rng.random() < 0.5:
-        text, answer, pool = f"The {obj.shape} in the {obj.position} is ___.", obj.color, tuple(COLORS)
-    else:
-        text, answer, pool = f"The {obj.color} shape in the {obj.position} is a ___.", obj.shape, SHAPES
+def fill_in_color(rng: random.Random, ctx: TemplateContext) -> Draft:
+    """Complete a sentence about a picture whose 2-4 shapes share one colour with that colour word."""
+    scene = sample_scene(rng, 4)
+    while len(scene.objects) < 2:
+        scene = sample_scene(rng, 4)
+    color = rng.choice(tuple(COLORS))
+    scene = Scene(tuple(dataclasses.replace(o, color=color) for o in scene.objects))
+    text = "The colour of every shape in the picture is ___."
     return Draft(
-        question=f"Complete the sentence about the picture.\n{text}", answer=answer,
-        distractors=pick_distractors(rng, pool, answer, 3), subject=LAN, topic="vocabulary",
-        category="Describing words", skill="Use a word that describes a picture", task="fill in the blank",
-        lecture=SENTENCE_LECTURE, scene=scene,
-        solution=text.replace("___", answer),
+        question=f"Complete the sentence about the picture.\n{text}", answer=color,
+        distractors=pick_distractors(rng, tuple(COLORS), color, 3), subject=LAN, topic="vocabulary",
+        category="Describing words", skill="Complete a sentence about a picture", task="fill in the blank",
+        lecture=SENTENCE_LECTURE, scene=scene, solution=text.replace("___", color),
     )
 
 
@@ -172,10 +177,10 @@ def color_word(rng: random.Random, ctx: TemplateContext) -> Draft:
 
 TEMPLATES: dict[tuple[str, str], tuple[Template, ...]] = {
     (NAT, "G1-6"): (count_by_one_attribute,),
-    (NAT, "G7-12"): (color_of_shape, count_by_size_and_color),
+    (NAT, "G7-12"): (color_of_shape, count_all),
     (SOC, "G1-6"): (locate_one,),
     (SOC, "G7-12"): (locate,),
     (LAN, "G1-6"): (color_word,),
-    (LAN, "G7-12"): (fill_in_word,),
+    (LAN, "G7-12"): (fill_in_color,),
 }
 """IMG templates per (subject, grade band)."""

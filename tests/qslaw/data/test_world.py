@@ -18,7 +18,7 @@ import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.captions import MAX_TURNS, scene_questions
 from qslaw.data.facts import build_knowledge_base, fact_keywords, strip_article
-from qslaw.data.img_questions import COLOR_LECTURE
+from qslaw.data.img_questions import COLOR_LECTURE, TEMPLATES, count_all, fill_in_color
 from qslaw.data.problems import option_head, pick_distractors
 from qslaw.data.scenes import COLORS, GRID, POSITIONS, SceneObject, parse_caption, sample_scene
 from qslaw.data.sources import load_instructions
@@ -205,6 +205,20 @@ def test_scene_questions_answer_from_the_scene() -> None:
                 assert [o.color for o in scene.objects if o.shape == shape] == [last]
             elif question == "Where is the shape?":
                 assert len(scene.objects) == 1 and answer == f"The shape is in the {scene.objects[0].position}."
+
+
+def test_img_templates_answer_from_their_scene() -> None:
+    # the answer is read off the drawn scene, is never in the question, and the wrong choices are false for it
+    rng = random.Random(3)
+    for _ in range(300):
+        total, fill = count_all(rng, None), fill_in_color(rng, None)
+        assert total.answer == str(len(total.scene.objects)) and total.answer not in total.question
+        assert total.solution.endswith(f" {total.answer}.") and total.answer not in total.distractors
+        colours = {o.color for o in fill.scene.objects}
+        assert 2 <= len(fill.scene.objects) <= 4 and colours == {fill.answer}
+        assert fill.answer not in fill.question and not colours & set(fill.distractors)
+        assert fill.solution == fill.question.splitlines()[1].replace("___", fill.answer)
+    assert {t.__name__ for ts in TEMPLATES.values() for t in ts} >= {"count_all", "fill_in_color"}
 
 
 def test_render_and_describe_agree() -> None:
