@@ -30,9 +30,10 @@ the 4-layer LM can do with what it reads. Their replacements ask for one attribu
 
 Replaced (session 14): the fill-in of a cell's colour or shape word (25 % after the fp LoRA fine-tune on world
 seed 0, chance 25; its shape half 13 % there and 42 % on seed 1: it needs the cell and the shape, neither of which
-the base reads) and counting by size and colour (35 %). The fill-in now asks for the one colour of a picture whose 2-4 shapes
-share it, and the count is of all the shapes (the caption's first sentence): over world seeds 0, 1 and 2 the
-fill-in scores 96-100 % and the total count 25-44 %, and IMG 56.9 ± 8.6 against 46.6 ± 6.3 (README).
+the base reads) and counting by size and colour (35 %). The fill-in now asks for the one colour of a picture
+whose 2-4 shapes share it, and the count is of all the shapes (the caption's first sentence): over world seeds 0,
+1 and 2 the fill-in scores 93-100 % and the total count 19-50 %, and IMG 53.0 ± 2.1 and 56.9 ± 8.6 in two loops
+against 46.6 ± 6.3 before (README).
 
 A shape is named by colour + shape only when that pair is unique in the scene; templates that
 need such names return None otherwise and the caller draws again.
@@ -63,6 +64,17 @@ COUNTS = tuple(str(n) for n in range(6))
 
 def _name(obj: SceneObject) -> str:
     return f"{obj.color} {obj.shape}"
+
+
+def _where_solution(name: str, obj: SceneObject) -> str:
+    """``The red circle is in the top middle of the picture. It is in the top row.``
+
+    The LM names the letter of the option whose first word the output mentioned last, and every where-question
+    offers one option per first word (top, middle, bottom, center), so "top middle" alone ends on the first word
+    of the "middle left/right" option: the letter was wrong for 30 % of where-solutions, which a fine-tune then
+    had to learn to override. Restating the row puts the answer's first word last."""
+    row = "" if obj.position == "center" else f" It is in the {obj.position.split()[0]} row."
+    return f"The {name} is in the {obj.position} of the picture.{row}"
 
 
 def _count_draft(rng: random.Random, scene: Scene, question: str, n: int, what: str, skill: str) -> Draft:
@@ -114,7 +126,7 @@ def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
         question=f"Where is the {_name(obj)} in the picture?", answer=obj.position,
         distractors=pick_distractors(rng, POSITIONS, obj.position, 3), subject=SOC, topic="geography",
         category="Maps and directions", skill="Find where an object is in a picture", lecture=MAP_LECTURE,
-        solution=f"The {_name(obj)} is in the {obj.position} of the picture.", scene=scene,
+        solution=_where_solution(_name(obj), obj), scene=scene,
     )
 
 
@@ -158,8 +170,7 @@ def locate_one(rng: random.Random, ctx: TemplateContext) -> Draft:
         question="Where is the shape in the picture?", answer=obj.position,
         distractors=pick_distractors(rng, POSITIONS, obj.position, 3), subject=SOC, topic="geography",
         category="Maps and directions", skill="Find where an object is in a picture", lecture=MAP_LECTURE,
-        solution=f"The shape is in the {obj.position} of the picture.",
-        scene=scene,
+        solution=_where_solution("shape", obj), scene=scene,
     )
 
 

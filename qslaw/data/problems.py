@@ -158,13 +158,16 @@ def pick_distractors(rng: random.Random, pool: list[str] | tuple[str, ...], answ
 
     Choices whose `option_head` differs from the answer's and from each other's come first, so a reader that
     names an option by how it starts ("(B) Mondays …") is never left with two candidates; only a pool with
-    too few distinct heads tops up with the rest."""
+    too few distinct heads tops up with the rest. Among those, choices whose head is none of the answer's later
+    words come first: a solution that ends "... means blow out a candle." names the option "candle lamp" last."""
     wrong = sorted({p for p in pool if p != answer})
     rng.shuffle(wrong)
     heads, picked = {option_head(answer)}, []
-    for p in wrong:
-        if len(picked) < k and option_head(p) not in heads:
-            picked.append(p)
-            heads.add(option_head(p))
+    later = {option_head(w) for w in answer.split()[1:]}
+    for clean in (True, False):
+        for p in wrong:
+            if len(picked) < k and option_head(p) not in heads and not (clean and option_head(p) in later):
+                picked.append(p)
+                heads.add(option_head(p))
     picked += [p for p in wrong if p not in picked][: k - len(picked)]
     return tuple(picked)

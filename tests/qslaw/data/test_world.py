@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -359,6 +360,19 @@ def test_lectures_name_no_choice_word() -> None:
         words = set(re.findall(r"[a-z0-9]+", p.lecture.lower()))
         firsts = [re.findall(r"[a-z0-9]+", c.lower())[0] for c in p.choices]
         assert not [w for w in firsts if w in words], (p.skill, p.lecture, p.choices)
+
+
+def test_solutions_name_the_answer_option_last() -> None:
+    # the same reader, inside the solution: the last word that starts an option must start the answer. "The shape
+    # is in the top middle of the picture." ended on "middle", the first word of the "middle left" option every
+    # where-question also offers (30 % of where-solutions), and a TXT meaning "blow out a candle" beside the
+    # option "candle lamp"
+    spec = dataclasses.replace(SPEC, n_train=540)
+    problems = build_problems(spec, build_knowledge_base(spec.seed))
+    for p in (p for rows in problems.values() for p in rows):
+        heads = [option_head(c) for c in p.choices]
+        named = [heads.index(option_head(w)) for w in re.findall(r"[\w']+", p.solution) if option_head(w) in heads]
+        assert named and named[-1] == p.answer, (p.skill, p.solution, p.choices)
 
 
 def test_lessons_give_worked_examples_from_training_solutions_of_read_contexts(world: Path) -> None:
