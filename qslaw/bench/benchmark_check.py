@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import torch
 
 from qslaw.data.prepare import read_rows
-from qslaw.data.problems import option_head
+from qslaw.data.problems import written_option
 from qslaw.eval.generate import generate_answers
 from qslaw.eval.scienceqa import parse_answer, score
 from qslaw.fsutil import atomic_dir
@@ -93,17 +92,6 @@ def evaluate(model: torch.nn.Module, processor: object, rows: list[dict], batch_
         by_context[f"chance_{ctx}"] = 100 * sum(1 / len(r["choices"]) for r in sub) / max(1, len(sub))
     skills = by_skill(rows, outs, [p["pred"] for p in preds])
     return {**score(preds), "chance": chance, **by_context, "by_skill": skills}
-
-
-def written_option(output: str, choices: list[str]) -> int | None:
-    """The option the output names last before "The answer is", by first word (`option_head`), or None.
-
-    This is how the base's compiled lookup reads a solution (``qslaw.model.circuits``), so comparing it with the
-    answer tells "wrote the wrong value" from "wrote the right value, then named another letter"."""
-    heads = [option_head(c) for c in choices]
-    named = [heads.index(option_head(w)) for w in re.findall(r"[\w']+", output.split("The answer is")[0])
-             if option_head(w) in heads]
-    return named[-1] if named else None
 
 
 def by_skill(rows: list[dict], outputs: list[str], preds: list[int | None]) -> dict[str, dict]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -151,6 +152,18 @@ def finalize(draft: Draft, band: str, context: str, deck: AnswerDeck, rng: rando
 def option_head(choice: str) -> str:
     """What tells a choice apart when read from its start: the first word, at most its first three letters."""
     return choice.split(" ", 1)[0][:3].lower()
+
+
+def written_option(output: str, choices: list[str]) -> int | None:
+    """The option the output names last before "The answer is", by first word (`option_head`), or None.
+
+    This is how the base's compiled lookup reads a solution (``qslaw.model.circuits``), so comparing it with the
+    answer tells "wrote the wrong value" from "wrote the right value, then named another letter"
+    (``qslaw.bench.benchmark_check`` per skill); every world solution must name its answer last."""
+    heads = [option_head(c) for c in choices]
+    named = [heads.index(option_head(w)) for w in re.findall(r"[\w']+", output.split("The answer is")[0])
+             if option_head(w) in heads]
+    return named[-1] if named else None
 
 
 def pick_distractors(rng: random.Random, pool: list[str] | tuple[str, ...], answer: str, k: int) -> tuple[str, ...]:
