@@ -15,7 +15,9 @@ placeholder ids. The prompt ids are identical for every pair and computed once; 
 this equals tokenizing the whole string). Batches are right-padded with the pad id (= unk) and
 masked. Pixel values of all pairs are computed once by the image processor: `(N, 3, S, S)` fp32.
 
-Loss: `LlavaForConditionalGeneration(labels=...)`, the mean cross-entropy over caption tokens; the
+Loss: the mean cross-entropy over caption tokens, as `LlavaForConditionalGeneration(labels=...)` computes it,
+but with logits only from the position before the batch's first caption token on (`caption_loss`: the
+model's ``logits_to_keep``), so the image and prompt positions skip ``lm_head`` and the softmax; the
 gradient reaches the projector through the frozen LM. AdamW + warm-up/cosine as for the LM.
 
 The held-out pairs (shared with the contrastive phase) are scored every `eval_every` steps; `Plateau`
@@ -157,6 +159,17 @@ def teacher_forced(model: nn.Module, data: CaptionData, idx: list[int], pad_id: 
         yield labels, model(**batch).logits[:, :-1].float()
 
 
+def caption_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The mean cross-entropy over the batch's caption tokens, as ``model(**batch).loss`` gives it, with logits
+    only from the position before the batch's first caption token on (``logits_to_keep``): the image and prompt
+    positions, over half of each row, never reach ``lm_head`` or the softmax."""
+    batch = dict(batch)
+    labels = batch.pop("labels")
+    first = int((labels != -100).any(0).nonzero()[0])
+    logits = model(**batch, logits_to_keep=labels.shape[1] - first + 1).logits[:, :-1]
+    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels[:, first:].flatten(), ignore_index=-100)
+
+
 def caption_scores(model: nn.Module, data: CaptionData, idx: list[int], pad_id: int, batch_size: int,
                    mismatched: bool = False) -> tuple[float, float]:
     """Held-out (mean caption-token loss, teacher-forced token accuracy); `mismatched` rolls images by one."""
@@ -256,7 +269,7 @@ def align_projector(model: nn.Module, data: CaptionData, split: tuple[list[int],
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step - 1, cfg.lr, cfg.warmup_steps, cfg.max_steps)
-        loss = model(**collate(data, idx, pad_id)).loss
+        loss = caption_loss(model, collate(data, idx, pad_id))
         if use_words:
             loss = loss + cfg.word_weight * word_loss(tap.tokens[..., words.dims], words.targets[idx], words.mask[idx])
         loss.backward()

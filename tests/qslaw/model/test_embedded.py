@@ -11,6 +11,7 @@ import torch
 from standin_world import standin_corpus, standin_instructions, standin_pairs
 from transformers import AutoProcessor, AutoTokenizer, LlamaForCausalLM, LlavaForConditionalGeneration
 
+from qslaw.model.caption import caption_loss, collate, encode_pairs, freeze_all_but_projector
 from qslaw.model.embedded import (
     REPORT_NAME,
     EmbeddedModelSpec,
@@ -169,6 +170,27 @@ def test_lm_loss_decreases_during_pretraining(base: tuple[Path, dict]) -> None:
 def test_caption_pretraining_does_not_hurt_held_out_loss(base: tuple[Path, dict]) -> None:
     caption = base[1]["caption"]
     assert caption["loss_after"] <= caption["loss_before"]
+
+
+def test_caption_loss_equals_the_full_logits_loss_and_its_projector_gradient(loaded: tuple) -> None:
+    # logits only from the first caption position on: the same loss and gradient, with captions of unequal length
+    model, processor = loaded
+    data = encode_pairs(processor, standin_pairs(6, size=TINY.image_size))
+    batch = collate(data, [0, 1, 2, 3, 4, 5], processor.tokenizer.pad_token_id)
+    assert len({int((row != -100).sum()) for row in batch["labels"]}) > 1
+    trainable = freeze_all_but_projector(model)
+    grads = []
+    try:
+        for loss_of in (lambda: model(**batch).loss, lambda: caption_loss(model, batch)):
+            loss = loss_of()
+            grads.append((loss.detach(), torch.autograd.grad(loss, trainable)))
+    finally:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    (full, full_grads), (kept, kept_grads) = grads
+    assert torch.allclose(kept, full, rtol=1e-5, atol=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(kept_grads, full_grads))
+    assert "labels" in batch  # the caller's batch is left whole
 
 
 def test_instruct_tuning_trains_only_the_projector_and_lm_attention(loaded: tuple) -> None:
