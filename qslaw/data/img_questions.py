@@ -4,10 +4,12 @@ How it works
 ------------
 Each template samples a fresh scene and asks about attributes the caption also states, so a
 vision tower pretrained on captions has seen every concept. The question text never reveals the
-answer; the other choices are values that are plausible but false for this scene. Solutions name the value
-where it is read ("The colour of the circle is red."), not restated from an earlier read; counting keeps
-"There are 3 circles. So the answer is 3." (45-51 % after fine-tuning, chance 25; "Count the circles in the
-picture. The number of circles is 3." fell to 25 %: the fine-tuned model looped on the repeated phrase).
+answer; the other choices are values that are plausible but false for this scene. The one IMG hint, a map key,
+pairs every choice with a colour, so it never reveals the answer either: the picture's colour picks the pair.
+Solutions name the value where it is read ("The colour of the circle is red."), not restated from an earlier
+read; counting keeps "There are 3 circles. So the answer is 3." (45-51 % after fine-tuning, chance 25; "Count the
+circles in the picture. The number of circles is 3." fell to 25 %: the fine-tuned model looped on the repeated
+phrase).
 A colour is stated in the corpus's fact form, "The colour of the circle is red.". With "The circle in the picture
 is red." the fine-tuned model continued "The square" from the corpus's "The X lives in" and wrote "The square lives
 in Sool Marsh." for 8 of 11 test questions (3 right). Both colour templates share their lecture, so they share the
@@ -19,7 +21,7 @@ the picture is red.".
 | NAT     | G1-6  | count the shapes of one kind or one colour                          |
 | NAT     | G7-12 | the colour of the only shape of a kind; count all the shapes        |
 | SOC     | G1-6  | in which cell is the one shape of a one-shape picture               |
-| SOC     | G7-12 | in which cell is a named shape                                      |
+| SOC     | G7-12 | what the one shop on a map sells: its colour, looked up in the key  |
 | LAN     | G1-6  | the colour word of the one shape of a one-shape picture             |
 | LAN     | G7-12 | fill in the colour word of a picture whose 2-4 shapes share it      |
 
@@ -35,8 +37,16 @@ whose 2-4 shapes share it, and the count is of all the shapes (the caption's fir
 1 and 2 the fill-in scores 93-100 % and the total count 19-50 %, and IMG 53.0 ± 2.1 and 56.9 ± 8.6 in two loops
 against 46.6 ± 6.3 before (README).
 
-A shape is named by colour + shape only when that pair is unique in the scene; templates that
-need such names return None otherwise and the caller draws again.
+Replaced (session 16): where a named shape is among several (SOC G7-12; 21-39 % over eight fine-tunes, chance 25,
+like the one-shape picture's cell: the base reads no cells, README). The one-shape picture's cell stays (SOC G1-6),
+so where is a sixth of IMG instead of a third. The replacement reads what the base does read, a colour, and then
+the hint, as TXT questions do: a market map's key pairs four colours with the four goods on offer ("Map key: red
+apples, blue bread, ..."), and the question asks what the one shop on the map sells. Over world seeds 0 / 1 / 2 it
+scored 89 / 96 / 61 %, and IMG 59.1 ± 8.7 (+34.1 above chance) against 53.0 ± 2.1 with the named shape's
+cell (README).
+
+A shape is named by its kind ("the circle") only when it is the only one of its kind in the scene
+(``color_of_shape``); otherwise the template returns None and the caller draws again.
 """
 
 from __future__ import annotations
@@ -59,11 +69,11 @@ those on two of four fine-tunes, 100 % on the others; `tests/qslaw/data/test_wor
 SENTENCE_LECTURE = ("A sentence describes a picture only if every detail matches: the colour, the shape, the size "
                     "and the place of the object.")
 COLOR_LECTURE = "Every object has a colour. To name the colour of an object, find the object and look at it."
+MAP_KEY_LECTURE = ("A map key tells what each colour on a map stands for. Find the colour of a place on the map, "
+                   "then find that colour in the key.")
+MARKET_GOODS = ("apples", "bread", "candles", "fish", "honey", "jars", "pencils", "ribbons", "salt", "wool")
+"""What a market map's shops sell: one word each, no two starting alike (`qslaw.data.problems.option_head`)."""
 COUNTS = tuple(str(n) for n in range(6))
-
-
-def _name(obj: SceneObject) -> str:
-    return f"{obj.color} {obj.shape}"
 
 
 def _where_solution(name: str, obj: SceneObject) -> str:
@@ -115,18 +125,24 @@ def count_all(rng: random.Random, ctx: TemplateContext) -> Draft:
                         "Count all the objects in a picture")
 
 
-def locate(rng: random.Random, ctx: TemplateContext) -> Draft | None:
-    """In which cell is the named shape."""
-    scene = sample_scene(rng)
-    named = scene.unique_by_look()
-    if not named:
-        return None
-    obj = rng.choice(named)
+def read_map_key(rng: random.Random, ctx: TemplateContext) -> Draft:
+    """What the one shop on a market map sells: its colour, read from the picture, looked up in the hint's key.
+
+    The key pairs four colours with four goods, the choices, so the hint alone cannot tell the answer: only the
+    picture's colour does. Each colour comes right before its good ("red apples"), as a price list puts a good
+    right before its price (``qslaw.data.txt_questions.read_price``): the solution writes the colour, then the
+    good that follows it in the hint."""
+    scene = sample_scene(rng, 1)
+    color = scene.objects[0].color
+    goods = rng.sample(MARKET_GOODS, 4)
+    colors = [color, *rng.sample([c for c in COLORS if c != color], 3)]
+    pairs = list(zip(colors, goods))
+    rng.shuffle(pairs)
     return Draft(
-        question=f"Where is the {_name(obj)} in the picture?", answer=obj.position,
-        distractors=pick_distractors(rng, POSITIONS, obj.position, 3), subject=SOC, topic="geography",
-        category="Maps and directions", skill="Find where an object is in a picture", lecture=MAP_LECTURE,
-        solution=_where_solution(_name(obj), obj), scene=scene,
+        question="What does the shop on the map sell?", answer=goods[0], distractors=tuple(goods[1:]),
+        hint=f"The map shows one shop at a market. Map key: {', '.join(f'{c} {g}' for c, g in pairs)}.",
+        subject=SOC, topic="geography", category="Reading maps", skill="Read a map key", lecture=MAP_KEY_LECTURE,
+        solution=f"The colour of the shop is {color}. The map key says: {color} {goods[0]}.", scene=scene,
     )
 
 
@@ -190,7 +206,7 @@ TEMPLATES: dict[tuple[str, str], tuple[Template, ...]] = {
     (NAT, "G1-6"): (count_by_one_attribute,),
     (NAT, "G7-12"): (color_of_shape, count_all),
     (SOC, "G1-6"): (locate_one,),
-    (SOC, "G7-12"): (locate,),
+    (SOC, "G7-12"): (read_map_key,),
     (LAN, "G1-6"): (color_word,),
     (LAN, "G7-12"): (fill_in_color,),
 }

@@ -19,7 +19,7 @@ import qslaw.data.world as world_module
 from qslaw.data import SCIENCEQA_FEATURES, WorldSpec, context_type, describe_scene, generate_world, render_scene
 from qslaw.data.captions import MAX_TURNS, scene_questions
 from qslaw.data.facts import build_knowledge_base, fact_keywords, strip_article
-from qslaw.data.img_questions import COLOR_LECTURE, TEMPLATES, count_all, fill_in_color
+from qslaw.data.img_questions import COLOR_LECTURE, TEMPLATES, count_all, fill_in_color, read_map_key
 from qslaw.data.problems import option_head, pick_distractors, written_option
 from qslaw.data.scenes import COLORS, GRID, POSITIONS, SceneObject, parse_caption, sample_scene
 from qslaw.data.sources import load_instructions
@@ -124,7 +124,8 @@ def test_images_decode_and_contexts_are_disjoint(world: Path) -> None:
         for row in task_rows(world, split):
             kind = context_type(row)
             if kind == "IMG":
-                assert row["hint"] == ""
+                # a hint beside a picture (a map key) names every choice, so only the picture singles one out
+                assert all(choice in row["hint"] for choice in row["choices"]) if row["hint"] else True
                 image = Image.open(io.BytesIO(row["image"]["bytes"]))
                 assert image.mode == "RGB" and image.size == (SPEC.image_size, SPEC.image_size)
             else:
@@ -219,7 +220,12 @@ def test_img_templates_answer_from_their_scene() -> None:
         assert 2 <= len(fill.scene.objects) <= 4 and colours == {fill.answer}
         assert fill.answer not in fill.question and not colours & set(fill.distractors)
         assert fill.solution == fill.question.splitlines()[1].replace("___", fill.answer)
-    assert {t.__name__ for ts in TEMPLATES.values() for t in ts} >= {"count_all", "fill_in_color"}
+        shop = read_map_key(rng, None)
+        key = dict(pair.split(" ") for pair in shop.hint.split("Map key: ")[1].removesuffix(".").split(", "))
+        (color,) = {o.color for o in shop.scene.objects}
+        assert len(key) == 4 and sorted(key.values()) == sorted((shop.answer, *shop.distractors))
+        assert key[color] == shop.answer and shop.solution.endswith(f" {color} {shop.answer}.")
+    assert {t.__name__ for ts in TEMPLATES.values() for t in ts} >= {"count_all", "fill_in_color", "read_map_key"}
 
 
 def test_render_and_describe_agree() -> None:
