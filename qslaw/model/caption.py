@@ -28,8 +28,9 @@ and mismatched loss says how much the frozen LM already reads from the image. Th
 60 steps the held-out loss was 0.76 with the right picture and 0.78 with another (the LM hardly read it); 400
 more steps on the same base brought it to 0.46 against 0.55, and the fp LoRA fine-tune on the task
 (`qslaw.bench.benchmark_check`) then scored IMG 52.4 % instead of 35.7 % (chance 25.7), a sentence's missing
-word 50 % instead of 21 %. The default is 400 steps (a fresh build: 0.46 against 0.59; about 100 s of the
-base's build time on the 2-core CPU).
+word 50 % instead of 21 %. The default was 400 steps (a fresh build: 0.46 against 0.59; 116-219 s of the
+base's build time on the 2-core CPU on 2026-12-03) and is 300 since (three fresh builds the same day: 0.45-0.47
+against 0.53-0.61, 94-97 s with `caption_loss`; the fine-tuned IMG scores in the README).
 
 Word term (``word_weight`` > 0 and `WordTargets` given, `qslaw.model.grounding`): the projector's output is
 caught by a forward hook and the loss gains ``word_weight · (1 − mean cos)`` between each labelled patch's

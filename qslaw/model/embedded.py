@@ -113,10 +113,13 @@ _NOT_INTS = (("vision_feature_select_strategy", "vision_feature_layer") + _POSIT
 class EmbeddedModelSpec:
     """Sizes and training budget of the embedded base.
 
-    params.yaml's embedded spec (384 LM steps, 150 tower steps, 400 caption steps) builds in 199-254 s on the
-    2-core machine from the default world (LM 99-121 s, tower 15-19 s, projector 81-109 s; 2026-11-28; a busier
-    day took 300 s); `lm_max_steps` is the lever: the LM memorises the corpus facts only late (4-way fact recognition
-    ≈ 29 % at 320 steps, 70 % at 480, 86-96 % at 640).
+    params.yaml's embedded spec (384 LM steps, 150 tower steps, 300 caption steps) builds in 257-271 s on the
+    2-core machine from the default world (LM 133-148 s, tower 22 s, projector 94-97 s; 2026-12-03). With 400
+    caption steps it built in 199-254 s on 2026-11-28 (LM 99-121 s, tower 15-19 s, projector 81-109 s) and in
+    274-512 s on 2026-12-03: the machine's speed moves the build more than the budget does. `lm_max_steps` is the
+    lever, and the one that costs most: the LM memorises the corpus facts only late (4-way fact recognition ≈ 29 %
+    at 320 steps, 70 % at 480, 86-96 % at 640; 352 steps: validation perplexity 3.53 against 3.40 at 384 on world
+    seed 0, and NO 67.7 against 82.9 after the fp LoRA fine-tune).
     """
 
     seed: int = 0
@@ -194,7 +197,7 @@ class EmbeddedModelSpec:
     (`qslaw.model.grounding`; 0, the default, = none: README "Grid grounding" has the measurements)."""
     tower_cell_weight: float = 1.0
     """Weight of the grid-cell term in that phase (0 = no such phase)."""
-    caption_max_steps: int = 400
+    caption_max_steps: int = 300
     """Projector caption-alignment step budget (also the cosine horizon)."""
     caption_batch_size: int = 16
     """Image-caption pairs per step."""
