@@ -223,6 +223,9 @@ class HybridParams:
     """Phase-1 peak learning rate."""
     multimodal_samples: int = 600
     """Task multimodal samples in the phase-1 mix (text chunks follow text_ratio)."""
+    tune_text_ratio: float = 0.0
+    """Text chunks per task training conversation mixed into phase 2 (0 = the released recipe: phase 2 sees
+    task data only). The chunks are the corpus chunks after those phase 1 used."""
     lora_r: int = 64
     """LoRA rank (released ScienceQA recipe: 64)."""
     lora_alpha: int = 16
@@ -246,6 +249,7 @@ class HybridParams:
         _check_optim(self, ("chunk_length", "gamma_epochs", "gamma_lr", "lora_r", "lora_alpha", "lora_epochs",
                             "lora_lr", "projector_lr", "full_ft_lr", "batch_size", "max_length"))
         _check(self.text_ratio >= 0, "text_ratio", f"must be >= 0, got {self.text_ratio}")
+        _check(self.tune_text_ratio >= 0, "tune_text_ratio", f"must be >= 0, got {self.tune_text_ratio}")
         _check(self.text_ratio_end >= 0, "text_ratio_end", f"must be >= 0, got {self.text_ratio_end}")
         _check(self.mix_schedule in ("fixed", "linear"), "mix_schedule",
                f"must be 'fixed' or 'linear', got {self.mix_schedule!r}")
@@ -261,14 +265,18 @@ class EvaluateParams:
     """Greedy decoding budget per answer."""
     batch_size: int = 16
     """Questions per generate call."""
+    split: str = "test"
+    """Task and corpus split scored: 'test' for reported figures, 'validation' for every choice made on the
+    way there (learning rates, steps, recipe variants), so no choice ever looks at test."""
     limit: int = 0
-    """Evaluate only the first N test questions (0 = all)."""
+    """Evaluate only the first N questions of the split (0 = all)."""
     ppl_window: int = 128
     """Non-overlapping window length of the perplexity protocol."""
 
     def __post_init__(self) -> None:
         _check_optim(self, ("max_new_tokens", "batch_size", "ppl_window"))
         _check(self.limit >= 0, "limit", f"must be >= 0, got {self.limit}")
+        _check(self.split in ("test", "validation"), "split", f"must be 'test' or 'validation', got {self.split!r}")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ Run alone::
 
     python -m steps.evaluate artifacts/base artifacts/hybrid artifacts/prepare artifacts/evaluate
 
-Greedy decoding of the test split's evaluation prompts, the reference answer parser, accuracy overall and
+Greedy decoding of the evaluation prompts of ``evaluate.split`` (``test`` for reported figures,
+``validation`` for choices), the reference answer parser, accuracy overall and
 per category (NAT/SOC/LAN/TXT/IMG/NO/G1-6/G7-12) with counts and the parse-failure rate; perplexity on the
-corpus test split under the pinned window protocol; the untuned fp base measured in the same run. Writes
+corpus's same split under the pinned window protocol; the untuned fp base measured in the same run. Writes
 ``metrics.json`` (DVC metrics), ``predictions.csv`` (one row per question and model), ``categories.json``
 (DVC plot data), ``categories.png`` and ``protocol.json``.
 """
@@ -25,11 +26,19 @@ from steps.common import main_guard, section
 from steps.tracking import log_artifact, log_metrics, stage_run
 
 
-def test_rows(params: Params, prepare_dir: Path) -> list[dict]:
+def eval_rows(params: Params, prepare_dir: Path) -> list[dict]:
+    """The task rows of ``evaluate.split``, the first ``evaluate.limit`` of them when set."""
     from qslaw.data.prepare import read_rows
 
-    rows = read_rows(prepare_dir / "task_test.parquet")
+    rows = read_rows(prepare_dir / f"task_{params.evaluate.split}.parquet")
     return rows[: params.evaluate.limit] if params.evaluate.limit else rows
+
+
+def eval_texts(params: Params, prepare_dir: Path) -> list[str]:
+    """The corpus lines of ``evaluate.split`` (the perplexity protocol's text)."""
+    from qslaw.data.prepare import read_rows
+
+    return [r["text"] for r in read_rows(prepare_dir / f"text_{params.evaluate.split}.parquet")]
 
 
 def answer(model: object, processor: object, rows: list[dict], params: Params, name: str) -> list[dict]:
@@ -72,13 +81,12 @@ def run(params: Params, base_dir: Path, hybrid_dir: Path, prepare_dir: Path, out
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from qslaw.data.prepare import read_rows
     from qslaw.eval.generate import GenerationProtocol
     from qslaw.eval.report import category_bar_chart, delta_table
     from qslaw.export.bundle import load_bundle
 
-    rows = test_rows(params, prepare_dir)
-    texts = [r["text"] for r in read_rows(prepare_dir / "text_test.parquet")]
+    rows = eval_rows(params, prepare_dir)
+    texts = eval_texts(params, prepare_dir)
     adapted, processor = load_bundle(hybrid_dir)
     preds_a, metrics_a = measure(adapted, processor, rows, texts, params, "adapted")
     del adapted
@@ -86,7 +94,8 @@ def run(params: Params, base_dir: Path, hybrid_dir: Path, prepare_dir: Path, out
     preds_b, metrics_b = measure(base, AutoProcessor.from_pretrained(base_dir), rows, texts, params, "fp_base")
     protocol = {**GenerationProtocol(params.evaluate.max_new_tokens, params.evaluate.batch_size,
                                      params.prepare.eval_prompt).to_dict(),
-                "ppl_window": params.evaluate.ppl_window, "ppl_join": "\\n\\n", "questions": len(rows)}
+                "ppl_window": params.evaluate.ppl_window, "ppl_join": "\\n\\n", "questions": len(rows),
+                "split": params.evaluate.split}
     metrics = {"adapted": metrics_a, "fp_base": metrics_b, "delta": delta_table(metrics_a, metrics_b),
                "ppl_ratio": metrics_a["perplexity"] / metrics_b["perplexity"], "protocol": protocol}
     with atomic_dir(out_dir) as tmp:

@@ -66,11 +66,11 @@ def reload_check(params: Params, bundle: Path, prepare_dir: Path, evaluate_dir: 
     from qslaw.eval.generate import generate_answers
     from qslaw.export.bundle import load_bundle
     from qslaw.train.encode import load_image
-    from steps.evaluate import test_rows
+    from steps.evaluate import eval_rows
 
     with open(evaluate_dir / "predictions.csv", newline="") as f:
         recorded = {r["id"]: r["output"] for r in csv.DictReader(f) if r["model"] == "adapted"}
-    rows = test_rows(params, prepare_dir)[: params.export.check_questions]
+    rows = eval_rows(params, prepare_dir)[: params.export.check_questions]
     model, processor = load_bundle(bundle)
     prompts = [(r["eval_prompt"], load_image(r["image"])) for r in rows]
     outputs = generate_answers(model, processor, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
@@ -90,7 +90,7 @@ def merged_check(params: Params, bundle: Path, prepare_dir: Path, evaluate_dir: 
     from qslaw.eval.scienceqa import parse_answer
     from qslaw.export.merge import merged_model
     from qslaw.train.encode import load_image
-    from steps.evaluate import test_rows
+    from steps.evaluate import eval_rows
 
     merged_model(bundle).save_pretrained(bundle / "merged")
     AutoProcessor.from_pretrained(bundle / "model").save_pretrained(bundle / "merged")
@@ -98,7 +98,7 @@ def merged_check(params: Params, bundle: Path, prepare_dir: Path, evaluate_dir: 
     processor = AutoProcessor.from_pretrained(bundle / "merged")
     with open(evaluate_dir / "predictions.csv", newline="") as f:
         recorded = {r["id"]: r for r in csv.DictReader(f) if r["model"] == "adapted"}
-    rows = [r for r in test_rows(params, prepare_dir) if r["id"] in recorded][: params.export.merged_eval_questions]
+    rows = [r for r in eval_rows(params, prepare_dir) if r["id"] in recorded][: params.export.merged_eval_questions]
     prompts = [(r["eval_prompt"], load_image(r["image"])) for r in rows]
     outputs = generate_answers(model, processor, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
     packed = sum(recorded[r["id"]]["correct"] == "True" for r in rows)

@@ -117,6 +117,18 @@ def gamma_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.gamma for m in model.modules() if isinstance(m, QuantLinear) and m.gamma is not None]
 
 
+def gamma_deviation(model: nn.Module) -> dict[int, float]:
+    """Root-mean-square of ``γ − 1`` per decoder block that has γ: how far training moved the scales from 1."""
+    out = {}
+    for index, (_, block) in enumerate(decoder_blocks(model)):
+        gammas = [m.gamma.detach().float().flatten() for m in block.modules()
+                  if isinstance(m, QuantLinear) and m.gamma is not None]
+        if gammas:
+            flat = torch.cat(gammas)
+            out[index] = float(((flat - 1) ** 2).mean().sqrt())
+    return out
+
+
 def parameter_report(model: nn.Module, spec: QuantSpec, lora_rank: int = 128) -> dict[str, float]:
     """γ count vs a LoRA of ``lora_rank`` on the same target linears (the paper quotes 16.83 % at 13B, r=128)."""
     gamma = lora = 0

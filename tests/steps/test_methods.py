@@ -171,3 +171,62 @@ def test_a_linear_mix_schedule_moves_the_realised_text_share(world: tuple[Params
     n_mm = result["mix_multimodal"]  # the smoke train split has fewer image questions than asked for
     assert n_mm >= 8 and result["mix_text"] == round(n_mm * 0.475 / 0.525)  # mean text share (0.2 + 0.75) / 2
     assert result["mix_text_share_first_quarter"] < 0.4 < result["mix_text_share_last_quarter"]
+
+
+def test_hybrid_report_carries_the_checks_a_result_rests_on(outputs: dict[str, Path]) -> None:
+    """γ moved, absorbing it left the logits as trained, LoRA starts from the absorbed weights, and the
+    validation perplexity is recorded before and after each phase."""
+    h = report(outputs["qslaw"] / "hybrid" / "report.json")
+    blocks = [k for k in h if k.startswith("gamma_dev_rms_block")]
+    assert blocks and h["gamma_dev_rms_max"] == max(h[k] for k in blocks) > 0
+    assert 0 <= h["absorb_max_logit_diff"] <= 1e-3 * h["probe_max_abs_logit"]
+    assert h["tune_start_max_logit_diff"] == 0.0
+    assert all(h[k] > 1 for k in ("ppl_val_start", "ppl_val_after_mix", "ppl_val_after_tune"))
+    lora = report(outputs["lora_fp"] / "hybrid" / "report.json")
+    assert "ppl_val_after_mix" not in lora and "absorb_max_logit_diff" not in lora
+    assert lora["tune_start_max_logit_diff"] == 0.0 and lora["ppl_val_after_tune"] > 1
+    qlora = report(outputs["qlora"] / "hybrid" / "report.json")
+    assert not any(k.startswith(("ppl_val", "tune_start")) for k in qlora)  # NF4: no eval-mode forward
+
+
+def test_phase_two_mixes_in_corpus_chunks_after_those_phase_one_used(world: tuple[Params, Path]) -> None:
+    from transformers import AutoProcessor
+
+    from qslaw.data.prepare import read_rows
+    from steps import hybrid
+
+    params, root = world
+    processor = AutoProcessor.from_pretrained(root / "base")
+    chunks = hybrid.corpus_chunks(params, processor, root / "prepare")
+    p = dataclasses.replace(params, hybrid=dataclasses.replace(params.hybrid, tune_text_ratio=0.0))
+    tasks, stats = hybrid.tune_samples(p, processor, _model_config(root), root / "prepare", text_used=3)
+    assert stats == {} and len(tasks) == len(read_rows(root / "prepare" / "task_train.parquet"))
+    p = dataclasses.replace(params, hybrid=dataclasses.replace(params.hybrid, tune_text_ratio=0.5))
+    mixed, stats = hybrid.tune_samples(p, processor, _model_config(root), root / "prepare", text_used=3)
+    n_text = min(round(0.5 * len(tasks)), len(chunks) - 3)
+    assert stats["tune_text"] == n_text == len(mixed) - len(tasks) > 0
+    assert torch.equal(mixed[len(tasks)]["input_ids"], chunks[3]["input_ids"])
+
+
+def _model_config(root: Path) -> object:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(root / "base")
+
+
+def test_evaluate_scores_the_validation_split_when_asked(world: tuple[Params, Path],
+                                                         outputs: dict[str, Path]) -> None:
+    from steps import evaluate
+
+    params, root = world
+    p = with_method(params, "lora_fp", root / "checkpoints")
+    p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, split="validation"))
+    out = outputs["lora_fp"]
+    evaluate.run(p, root / "base", out / "hybrid", root / "prepare", root / "eval-validation")
+    metrics = report(root / "eval-validation" / "metrics.json")
+    assert metrics["protocol"]["split"] == "validation" and metrics["protocol"]["questions"] == 4
+    with open(root / "eval-validation" / "predictions.csv") as f:
+        ids = [line.split(",")[1] for line in f.read().splitlines()[1:]]
+    assert ids and all(i.startswith("validation-") for i in ids)
+    test = report(out / "evaluate" / "metrics.json")
+    assert test["protocol"]["split"] == "test"
