@@ -52,7 +52,7 @@ compare: install
 	$(BIN)/python -m steps.compare reports/comparison
 
 bench-quant: install
-	$(BIN)/python -m qslaw.bench.quant
+	$(BIN)/python -m benchmarks.quant
 
 clean:
 	rm -rf $(VENV) artifacts mlruns mlartifacts mlflow.db

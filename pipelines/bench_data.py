@@ -39,7 +39,8 @@ def timed_stages(params: object, work: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     from qslaw.config import load_params
-    from qslaw.data import generate_world
+    from qslaw.embedded.world import generate_world
+    from qslaw.embedded.world.generate import world_spec
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="train problems of the large table")
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="qslaw-bench-data-") as tmp:
         tmp = Path(tmp)
         rows.append({"source": "embedded default", **timed_stages(params, tmp / "embedded")})
-        held_out = max(params.world.n_test, args.rows // 10)
-        big = dataclasses.replace(params.world, n_train=args.rows, n_validation=held_out, n_test=held_out)
+        world = world_spec(params)
+        held_out = max(world.n_test, args.rows // 10)
+        big = dataclasses.replace(world, n_train=args.rows, n_validation=held_out, n_test=held_out)
         generate_world(big, tmp / "world")
         hub = tmp / "ScienceQA" / "data"
         hub.mkdir(parents=True)

@@ -13,8 +13,10 @@ How it works
 * range checks live in each dataclass's ``__post_init__`` and raise ``ValueError("key: ...")``; the loader
   prefixes the section, so every message reads ``quantize.bits: must be one of ...``.
 
-Library specs (``QuantSpec``, ``CalibSpec``, ``WorldSpec``, ``EmbeddedModelSpec``) are derived from the
-sections by methods, so ``qslaw/`` never sees a stage config.
+Library specs (``QuantSpec``, ``CalibSpec``) are derived from the sections by methods, so ``qslaw/`` never
+sees a stage config. The embedded default's two sections (``world``, ``base.embedded``) stay plain mappings
+here and are typed and checked by the embedded package (``world_spec``, ``model_spec``), which the stages
+that use them call when they load their params: the method library never imports the embedded demo.
 """
 
 from __future__ import annotations
@@ -27,10 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from qslaw.data.world import WorldSpec
-from qslaw.model.embedded import EmbeddedModelSpec
-from qslaw.quant.calibrate import CalibSpec
-from qslaw.quant.spec import QuantSpec
+from qslaw.quant.spec import CalibSpec, QuantSpec
 from qslaw.train.methods import METHODS as TRAIN_METHODS
 from qslaw.train.methods import Method, get_method
 
@@ -51,8 +50,10 @@ class BaseParams:
     """'embedded' (built from the world), a local llava-hf directory, or a hub id."""
     revision: str = "main"
     """Hub revision (pin a commit hash for real runs); ignored for local directories."""
-    embedded: EmbeddedModelSpec = field(default_factory=EmbeddedModelSpec)
-    """Sizes and budget of the embedded base."""
+    embedded: dict = field(default_factory=dict)
+    """Sizes and budget of the embedded base: the build knobs of :class:`qslaw.embedded.base.builder.
+    EmbeddedModelSpec`, checked by :func:`qslaw.embedded.base.builder.model_spec` when the ``base`` stage loads them
+    (this library never imports the embedded demo); DVC tracks the section as a whole."""
 
     def __post_init__(self) -> None:
         _check(bool(self.model.strip()), "model", "must be 'embedded', a local directory or a hub id")
@@ -316,7 +317,9 @@ class PromoteParams:
 class Params:
     """Everything in params.yaml."""
 
-    world: WorldSpec
+    world: dict
+    """The embedded world's seed and sizes (:class:`qslaw.embedded.world.WorldSpec`, checked by
+    :func:`qslaw.embedded.world.generate.world_spec` when ``base`` or ``prepare`` loads them)."""
     base: BaseParams
     prepare: PrepareParams
     validate: ValidateParams
@@ -376,7 +379,16 @@ def parse_params(raw: object) -> Params:
     unknown = sorted(set(raw) - set(hints))
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown section")
-    return Params(**{name: build(hints[name], raw[name] or {}, name) for name in hints})
+    return Params(**{name: section(hints[name], raw[name] or {}, name) for name in hints})
+
+
+def section(cls: type, raw: object, key: str) -> object:
+    """A section as its dataclass, or (a ``dict`` section, typed elsewhere) as a plain mapping."""
+    if cls is dict:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{key}: must be a mapping, got {type(raw).__name__}")
+        return raw
+    return build(cls, raw, key)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

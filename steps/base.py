@@ -30,12 +30,13 @@ REQUIRED_FILES = ("config.json",)
 
 def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list, list]:
     """Corpus train/validation texts, (image, caption) pairs and (image, Q&A turns) records of the embedded world."""
-    from qslaw.data import generate_world
     from qslaw.data.prepare import read_rows
     from qslaw.data.sources import load_captions, load_instructions
+    from qslaw.embedded.world import generate_world
+    from qslaw.embedded.world.generate import world_spec
     from qslaw.train.encode import load_image
 
-    generate_world(params.world, tmp / "world")
+    generate_world(world_spec(params), tmp / "world")
     corpus = {s: [r["text"] for r in read_rows(tmp / "world" / "corpus" / f"{s}.parquet")]
               for s in ("train", "validation")}
     world = tmp / "world" / "captions"
@@ -47,11 +48,11 @@ def world_inputs(params: Params, tmp: Path) -> tuple[list[str], list[str], list,
 
 
 def build_embedded(params: Params, out_dir: Path) -> dict:
-    from qslaw.model.embedded import build_embedded_base
+    from qslaw.embedded.base.builder import build_embedded_base, model_spec
 
     with tempfile.TemporaryDirectory() as tmp:
         train, validation, pairs, records = world_inputs(params, Path(tmp))
-        report = build_embedded_base(out_dir, train, validation, pairs, params.base.embedded, instructions=records)
+        report = build_embedded_base(out_dir, train, validation, pairs, model_spec(params), instructions=records)
     return report
 
 
@@ -134,7 +135,10 @@ def main(argv: list[str] | None = None) -> None:
                 if (args.out_dir / name).exists():
                     log_artifact(args.out_dir / name)
 
-    main_guard("base", body)
+    from qslaw.embedded.base.builder import model_spec
+    from qslaw.embedded.world.generate import world_spec
+
+    main_guard("base", body, lambda p: (world_spec(p), model_spec(p)))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def params_file() -> Path:
 
 def section(params: Params, *names: str) -> dict:
     """Plain dicts of the named params sections, for logging."""
-    return {name: dataclasses.asdict(getattr(params, name)) for name in names}
+    values = {name: getattr(params, name) for name in names}
+    return {name: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else dict(v) for name, v in values.items()}
 
 
 def checkpoint_spec(params: Params, stage: str, phase: str, *inputs: Path) -> object:
@@ -48,10 +49,14 @@ def checkpoint_spec(params: Params, stage: str, phase: str, *inputs: Path) -> ob
                           fingerprint(stage, phase, dataclasses.asdict(params), ids))
 
 
-def main_guard(stage: str, body: Callable[[Params], object]) -> None:
-    """Load params (exit 2 naming the bad key), run the stage body, turn StageError into exit 1."""
+def main_guard(stage: str, body: Callable[[Params], object],
+               check: Callable[[Params], None] | None = None) -> None:
+    """Load params and run ``check`` on them (exit 2 naming the bad key), run the stage body, turn StageError
+    into exit 1."""
     try:
         params = load_params(params_file())
+        if check:
+            check(params)
     except (ValueError, FileNotFoundError) as e:
         print(f"{stage}: invalid params: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -25,15 +25,16 @@ from steps.tracking import log_artifact, log_metrics, stage_run
 
 def run(params: Params, out_dir: Path) -> dict:
     """Load each source (embedded world or real data), render and write the prepared shards."""
-    from qslaw.data import generate_world
     from qslaw.data.prepare import prepare_tables
     from qslaw.data.sources import SourceError, load_captions, load_llava_task, load_task, load_text
+    from qslaw.embedded.world import generate_world
+    from qslaw.embedded.world.generate import world_spec
 
     p = params.prepare
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"
         if p.uses_embedded:
-            generate_world(params.world, world)
+            generate_world(world_spec(params), world)
         try:
             if p.task_source.endswith(".json"):
                 task = load_llava_task(p.task_source, p.task_metadata, p.task_image_dir)
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
             log_metrics({f"rows_{name}": t["rows"] for name, t in manifest["tables"].items()})
             log_artifact(args.out_dir / "manifest.json")
 
-    main_guard("prepare", body)
+    from qslaw.embedded.world.generate import world_spec
+
+    main_guard("prepare", body, world_spec)
 
 
 if __name__ == "__main__":

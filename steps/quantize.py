@@ -76,7 +76,7 @@ def run(params: Params, base_dir: Path, prepare_dir: Path, out_dir: Path) -> dic
 
     from qslaw.model.io import save_model_dir
     from qslaw.model.surgery import parameter_report, quantize_model
-    from qslaw.quant.calibrate import calibrate
+    from qslaw.model.calibrate import calibrate
 
     torch.manual_seed(params.train.seed)
     method = params.train.method_spec()

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from qslaw.config import load_params, parse_params
+from qslaw.embedded.base.builder import model_spec
+from qslaw.embedded.world.generate import world_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +41,10 @@ def params_with(path: str, value: object) -> dict:
     ],
 )
 def test_invalid_value_names_its_key(key: str, value: object) -> None:
+    """Every section fails on load; the embedded default's two fail when a stage that uses them loads them."""
     with pytest.raises(ValueError, match="^" + re.escape(key) + ": "):
-        parse_params(params_with(key, value))
+        params = parse_params(params_with(key, value))
+        world_spec(params), model_spec(params)
 
 
 def test_unknown_key_and_missing_section_are_named() -> None:
@@ -58,4 +62,5 @@ def test_defaults_load_into_library_specs() -> None:
     spec = params.quantize.quant_spec()
     assert (spec.bits, spec.group_size, spec.gamma_mode) == (4, 128, "packed")
     assert params.quantize.calib_spec().method == "lwc"
-    assert params.base.embedded.hidden_size % params.quantize.group_size == 0
+    assert model_spec(params).hidden_size % params.quantize.group_size == 0
+    assert world_spec(params).n_train == params.world["n_train"]

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from qslaw.data.problems import CONTEXTS, SUBJECTS
+from qslaw.data.schema import CONTEXTS, SUBJECTS
 
 KINDS = ("task", "text", "captions")
 GRADES = tuple(f"grade{i}" for i in range(1, 13))

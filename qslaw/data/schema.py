@@ -25,6 +25,12 @@ from pathlib import Path
 from datasets import Dataset, Features, Image, List, Value
 from datasets import utils as hf_utils
 
+NAT, SOC, LAN = "natural science", "social science", "language science"
+SUBJECTS = (NAT, SOC, LAN)
+"""ScienceQA's three subjects."""
+CONTEXTS = ("IMG", "TXT", "NO")
+"""Context types: an image, a text hint, or neither (:func:`context_type`)."""
+
 SCIENCEQA_FEATURES = Features({
     "image": Image(),
     "question": Value("string"),

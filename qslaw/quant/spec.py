@@ -78,3 +78,23 @@ class QuantSpec:
         if "targets" in known:
             known["targets"] = tuple(known["targets"])
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class CalibSpec:
+    """How ``s`` and ``z`` are found."""
+
+    method: str = "lwc"
+    """'rtn' (group min/max) or 'lwc' (learnable weight clipping, trained block by block)."""
+    epochs: int = 20
+    """LWC passes over the calibration activations per block."""
+    lr: float = 1e-2
+    """AdamW learning rate of the clipping factors (OmniQuant's lwc_lr)."""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rtn", "lwc"):
+            raise ValueError(f"method: must be 'rtn' or 'lwc', got {self.method!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs: must be >= 1, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr!r}")

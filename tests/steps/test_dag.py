@@ -74,3 +74,20 @@ def test_second_repro_skips_every_stage(repo: Path) -> None:
     assert "up to date" in result.stdout
     assert not any(f"Running stage '{s}'" in result.stdout for s in STAGES)
     assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("edited,changed", [
+    ("qslaw/eval/scienceqa.py", {"evaluate", "export"}),
+    ("qslaw/embedded/world/txt_questions.py", {"base", "prepare"}),
+])
+def test_an_edit_reruns_only_the_stages_whose_code_imports_it(repo: Path, edited: str, changed: set[str]) -> None:
+    path = repo / edited
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited\n")
+        result = dvc(repo, "status", "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        stale = set(json.loads(result.stdout or "{}"))
+    finally:
+        path.write_text(original)
+    assert stale == changed  # DVC reruns downstream stages only if an upstream output then changes

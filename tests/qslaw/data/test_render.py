@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qslaw.data import WorldSpec, generate_world
 from qslaw.data.prepare import prepare_world
 from qslaw.data.render import chat_prefix, chunk_ids, human_turn, lea, qcm
+from qslaw.embedded.world import WorldSpec, generate_world
 
 ROW = {"question": "Question: Which  animal lives in Lake Varn?", "hint": "", "choices": ["glorp", "savlusk"],
        "answer": 1, "lecture": "A habitat is a home.", "solution": "The savlusk lives there."}

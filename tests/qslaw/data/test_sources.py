@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from qslaw.config import load_params
-from qslaw.data import WorldSpec, generate_world
 from qslaw.data.prepare import read_rows
 from qslaw.data.sources import (
     SCIENCEQA_FIELDS,
@@ -22,6 +21,7 @@ from qslaw.data.sources import (
     load_task,
     load_text,
 )
+from qslaw.embedded.world import WorldSpec, generate_world
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = WorldSpec(seed=5, n_train=36, n_validation=18, n_test=18, n_captions=6, image_size=32, corpus_words=2000)
@@ -101,7 +101,7 @@ def test_prepare_stage_on_real_sources_writes_the_embedded_shards(real: dict[str
     from steps import prepare
 
     params = load_params(ROOT / "profiles" / "smoke.yaml")
-    params = dataclasses.replace(params, world=SPEC)
+    params = dataclasses.replace(params, world=dataclasses.asdict(SPEC))
     embedded = prepare.run(params, tmp_path / "embedded")
     params = dataclasses.replace(params, prepare=dataclasses.replace(
         params.prepare, task_source=str(real["sqa"]), text_source=str(real["raw"]),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qslaw.quant.calibrate import CalibSpec
-from qslaw.quant.spec import QuantSpec
+from qslaw.quant.spec import CalibSpec, QuantSpec
 
 
 @pytest.mark.parametrize(
