@@ -6,7 +6,10 @@ Run alone::
 
 qslaw-format methods (``qslaw``, ``qslaw_no_warmup``, ``lwc_lora``, ``rtn_lora``) calibrate a step and zero
 per group (rtn or lwc; the ``*_lora`` baselines force theirs) on sequences that are half task multimodal
-conversations, half text chunks, and add γ = 1 where the method learns it. ``qlora`` stores the base
+conversations, half text chunks, and add γ = 1 where the method learns it. With ``gamma_mode: packed`` the
+checkpoint is streamed (:mod:`qslaw.model.stream`): shards read tensor by tensor, one decoder block in full
+precision at a time, so the full-precision model is never held; ``requant`` keeps every ``W`` and
+quantizes in memory. ``qlora`` stores the base
 quantized by bitsandbytes (NF4, double quantization; vision tower, projector and lm_head kept out by module
 name); ``lora_fp`` and ``full_ft`` store the fp base unchanged. Writes ``model/`` (loadable with
 ``qslaw.model.io.load_model``, with the processor files), ``report.json`` and, for calibrated methods,
@@ -72,11 +75,12 @@ def model_bytes(model: object) -> int:
 
 def run(params: Params, base_dir: Path, prepare_dir: Path, out_dir: Path) -> dict:
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 
-    from qslaw.model.io import save_model_dir
-    from qslaw.model.surgery import parameter_report, quantize_model
     from qslaw.model.calibrate import calibrate
+    from qslaw.model.io import save_model_dir
+    from qslaw.model.stream import streamed_quantize
+    from qslaw.model.surgery import parameter_report, quantize_model
 
     torch.manual_seed(params.train.seed)
     method = params.train.method_spec()
@@ -84,18 +88,23 @@ def run(params: Params, base_dir: Path, prepare_dir: Path, out_dir: Path) -> dic
     spec = method_quant_spec(params)
     errors: list[dict] = []
     report: dict = {"method": method.name, "weights": method.weights}
-    if method.weights == "bnb_nf4":
+    if method.weights == "qslaw":
+        calib = dataclasses.replace(params.quantize.calib_spec(),
+                                    method=method.calibration_for(params.quantize.method))
+        batches = calibration_batches(params, base_dir, prepare_dir, processor, AutoConfig.from_pretrained(base_dir))
+        if spec.gamma_mode == "packed":  # shard by shard, one block in full precision at a time
+            model, errors = streamed_quantize(base_dir, spec, calib, batches)
+        else:  # requant keeps every W: the model is held in memory anyway
+            model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32).eval()
+            qparams, errors = calibrate(model, batches, spec, calib)
+            quantize_model(model, spec, qparams)
+        report.update(calibration=calib.method, streamed=spec.gamma_mode == "packed",
+                      **parameter_report(model, spec), **summarize(errors, calib.method))
+    elif method.weights == "bnb_nf4":
         model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32,
                                                               quantization_config=bnb_config(params)).eval()
     else:
         model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32).eval()
-    if method.weights == "qslaw":
-        calib = dataclasses.replace(params.quantize.calib_spec(),
-                                    method=method.calibration_for(params.quantize.method))
-        batches = calibration_batches(params, base_dir, prepare_dir, processor, model.config)
-        qparams, errors = calibrate(model, batches, spec, calib)
-        quantize_model(model, spec, qparams)
-        report.update(calibration=calib.method, **parameter_report(model, spec), **summarize(errors, calib.method))
     with atomic_dir(out_dir) as tmp:
         (tmp / "model").mkdir()
         save_model_dir(model, spec, tmp / "model")
