@@ -149,8 +149,7 @@ def run_cell(ws: Path, cell: Cell, profile: dict, log: Path) -> dict:
     for stage in STAGES:
         cost = dvc(ws, "repro", "--single-item", stage, log=log)
         output = cost.pop("output")
-        cached = "didn't change" in output or "Restored stage" in output
-        stages[stage] = {**cost, "ran": not cached, "lock": stage_hash(ws, stage)}
+        stages[stage] = {**cost, "ran": f"Running stage '{stage}'" in output, "lock": stage_hash(ws, stage)}
     metrics = json.loads((ws / "artifacts" / "evaluate" / "metrics.json").read_text())
     hybrid = json.loads((ws / "artifacts" / "hybrid" / "report.json").read_text())
     return {"cell": cell.name, "seed": cell.seed, "variant": cell.variant, "split": cell.split,

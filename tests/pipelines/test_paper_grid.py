@@ -86,3 +86,19 @@ def test_the_report_takes_a_restored_stage_cost_from_the_cell_that_computed_it()
     assert "| qslaw | 1 | 60.0 |" in text and "| qlora | 1 | 50.0 |" in text
     assert "| qslaw − qlora | s0: +10.0 | +10.0 | incomplete (1/3 seeds) |" in text
     assert "| fp base (untuned) | 1 | 25.0 |" in text and "aaaaaaaaaaaa" in text
+
+
+def test_the_report_logs_one_mlflow_run_with_every_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    results = tmp_path / "results"
+    results.mkdir()
+    for c in (fake_cell(0, "qslaw", 60.0, paper_grid.STAGES), fake_cell(0, "qlora", 50.0, paper_grid.STAGES)):
+        (results / f"{c['cell']}.json").write_text(json.dumps(c))
+    paper_report.report(results, tmp_path / "paper_table.md", mlflow=True)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert [r.info.run_name for r in runs] == ["paper_table"]
+    assert runs[0].data.metrics["qslaw.Avg"] == 60.0 and runs[0].data.metrics["qlora.Avg"] == 50.0
+    assert (tmp_path / "paper_table.png").exists()
+    assert "| qslaw | 1 | 60.0 |" in (tmp_path / "paper_table.md").read_text()
